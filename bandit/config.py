@@ -1,0 +1,875 @@
+"""The store config: parsed once from YAML into frozen, typed objects.
+
+Every section is checked in full before anything is returned, so one run of
+``storefront check`` lists every problem, each with file, line and field path.
+Unknown keys are errors: a typo such as ``exploraton`` must not silently fall
+back to a default.  See ``docs/config.md`` for the reference of every key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path as FsPath
+from types import MappingProxyType
+from typing import Any
+
+from bandit import yamlpos
+from bandit.yamlpos import ConfigError, Path, Problem, format_path
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CONTEXT_KINDS = ("category", "number", "integer", "bool", "hour", "day_of_week")
+FEATURE_KINDS = ("category", "number", "bool")
+TIERS = ("rules",)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in a duration such as ``"30m"``, ``"7d"`` or a bare number of seconds.
+
+    >>> parse_duration("30m"), parse_duration("7d"), parse_duration(1.5)
+    (1800.0, 604800.0, 1.5)
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30m or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration; use a number with a unit: 500ms, 45s, 30m, 2h, 7d, 1w")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A typed item feature declared under ``catalog.features``."""
+
+    name: str
+    kind: str
+    values: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """A catalog item: what a slot can show."""
+
+    id: str
+    publisher: str
+    features: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    features: tuple[FeatureSpec, ...]
+    items: tuple[Item, ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(item.id for item in self.items)
+
+    def item(self, item_id: str) -> Item:
+        return self._by_id[item_id]
+
+    @property
+    def _by_id(self) -> dict[str, Item]:
+        cached = self.__dict__.get("_by_id_cache")
+        if cached is None:
+            cached = {item.id: item for item in self.items}
+            object.__setattr__(self, "_by_id_cache", cached)
+        return cached
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._by_id
+
+
+@dataclass(frozen=True)
+class ContextField:
+    """A typed field of the shopper context sent with ``/v1/rank``.
+
+    ``hour`` and ``day_of_week`` fields default to the server's clock in UTC
+    when ``default: now`` is set and the request leaves them out.
+    """
+
+    name: str
+    kind: str
+    values: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    required: bool = False
+    default: Any = None
+
+    def coerce(self, value: Any) -> Any:
+        """The normalised value, or raise ``ValueError`` saying what is allowed."""
+        kind = self.kind
+        if kind == "category":
+            if isinstance(value, str) and value in self._allowed:
+                return value
+            if not isinstance(value, str):
+                raise ValueError(f"must be a string, one of: {', '.join(self.values)}")
+            raise ValueError(f"unknown value {value!r}; allowed: {', '.join(self.values)}")
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError("must be true or false")
+        if kind == "day_of_week":
+            if isinstance(value, str) and value.lower()[:3] in DAYS and len(value) in (3, len(_full_day(value))):
+                return value.lower()[:3]
+            raise ValueError(f"must be a day of the week: {', '.join(DAYS)}")
+        # number, integer, hour
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if kind in ("integer", "hour") and value != int(value):
+            raise ValueError("must be a whole number")
+        lo, hi = (0, 23) if kind == "hour" else (self.min, self.max)
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise ValueError(f"must be between {_num(lo)} and {_num(hi)}")
+        return int(value) if kind in ("integer", "hour") else value
+
+    @property
+    def _allowed(self) -> frozenset[str]:
+        cached = self.__dict__.get("_allowed_cache")
+        if cached is None:
+            cached = frozenset(self.values)
+            object.__setattr__(self, "_allowed_cache", cached)
+        return cached
+
+    def default_value(self, now: datetime | None = None) -> Any:
+        if self.default == "now":
+            now = now or datetime.now(UTC)
+            return now.hour if self.kind == "hour" else DAYS[now.weekday()]
+        return self.default
+
+
+def _full_day(value: str) -> str:
+    names = {
+        "mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday",
+        "fri": "friday", "sat": "saturday", "sun": "sunday",
+    }  # fmt: skip
+    return names.get(value.lower()[:3], "")
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class ContextSchema:
+    fields: tuple[ContextField, ...]
+
+    @property
+    def by_name(self) -> dict[str, ContextField]:
+        cached = self.__dict__.get("_by_name")
+        if cached is None:
+            cached = {f.name: f for f in self.fields}
+            object.__setattr__(self, "_by_name", cached)
+        return cached
+
+    def normalise(self, raw: Mapping[str, Any], now: datetime | None = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Validate a request context.
+
+        Returns the normalised context (defaults filled in) and a list of
+        ``(field, message)`` problems; the context is usable only when the
+        list is empty.
+        """
+        problems: list[tuple[str, str]] = []
+        out: dict[str, Any] = {}
+        by_name = self.by_name
+        for key in raw:
+            if key not in by_name:
+                problems.append((key, f"unknown context field; known fields: {', '.join(by_name)}"))
+        for spec in self.fields:
+            if spec.name in raw and raw[spec.name] is not None:
+                try:
+                    out[spec.name] = spec.coerce(raw[spec.name])
+                except ValueError as exc:
+                    problems.append((spec.name, str(exc)))
+            elif spec.required:
+                problems.append((spec.name, "required context field is missing"))
+            elif spec.default is not None:
+                out[spec.name] = spec.default_value(now)
+        return out, problems
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of a context field inside a rule's ``when``.
+
+    ``op`` is one of ``eq``, ``ne``, ``in``, ``not_in``, ``gt``, ``gte``,
+    ``lt``, ``lte``, ``between`` (inclusive) and ``hours`` (an hour-of-day
+    window ``[from, to)`` that may wrap past midnight).  A condition on a field
+    the context lacks is false, whatever the operator.
+    """
+
+    field: str
+    op: str
+    value: Any
+
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        if self.field not in context:
+            return False
+        x = context[self.field]
+        op, v = self.op, self.value
+        if op == "eq":
+            return bool(x == v)
+        if op == "ne":
+            return bool(x != v)
+        if op == "in":
+            return x in v
+        if op == "not_in":
+            return x not in v
+        if op == "gt":
+            return bool(x > v)
+        if op == "gte":
+            return bool(x >= v)
+        if op == "lt":
+            return bool(x < v)
+        if op == "lte":
+            return bool(x <= v)
+        if op == "between":
+            return bool(v[0] <= x <= v[1])
+        if op == "hours":
+            start, end = v
+            return bool(start <= x < end) if start < end else bool(x >= start or x < end)
+        raise AssertionError(op)  # pragma: no cover - ops are validated on load
+
+    def to_yaml(self) -> Any:
+        """The YAML form this condition was (or could have been) written in."""
+        if self.op == "eq":
+            return self.value
+        if self.op == "hours":
+            return {"from": self.value[0], "to": self.value[1]}
+        if self.op in ("in", "not_in"):
+            return {self.op: sorted(self.value)}
+        if self.op == "between":
+            return {"between": list(self.value)}
+        return {self.op: self.value}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``when`` every condition holds, show the first eligible of ``items``."""
+
+    name: str
+    conditions: tuple[Condition, ...]
+    items: tuple[str, ...]
+    line: int | None = None
+
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        return all(c.matches(context) for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    """A page slot, in page order (``position`` 0 is filled first)."""
+
+    name: str
+    position: int
+    tier: str
+    exploration: float
+    rules: tuple[Rule, ...]
+    default: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How shopper events become a reward, and how long to wait for them.
+
+    The reward of one slot decision is the sum of the weights of the distinct
+    event types posted for it (the first of each type counts; repeats are
+    accepted and ignored), plus ``revenue_weight`` times the revenue of the
+    first purchase, plus the last explicit ``reward`` value posted, if any.
+    A decision with nothing posted inside the window gets ``default``.
+    """
+
+    window_seconds: float
+    default: float
+    events: Mapping[str, float]
+    revenue_weight: float
+
+
+@dataclass(frozen=True)
+class Pin:
+    slot: str
+    item: str
+    conditions: tuple[Condition, ...] = ()
+
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        return all(c.matches(context) for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    exclude: frozenset[str] = frozenset()
+    pins: tuple[Pin, ...] = ()
+    publisher_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    max_body_bytes: int = 65536
+    max_candidates: int = 1000
+    joined_log_max_events: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The whole parsed config.  ``version`` is a hash of the file's bytes."""
+
+    name: str
+    source: str
+    version: str
+    catalog: Catalog
+    context: ContextSchema
+    slots: tuple[SlotConfig, ...]
+    reward: RewardConfig
+    constraints: Constraints
+    service: ServiceSettings
+
+    def slot(self, name: str) -> SlotConfig:
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise KeyError(name)
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slots)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: ok — store {self.name!r}, version {self.version}, {len(self.catalog.items)} items, "
+            f"{len(self.context.fields)} context fields, slots {', '.join(self.slot_names)}, "
+            f"reward window {_duration_text(self.reward.window_seconds)}"
+        )
+
+
+def _duration_text(seconds: float) -> str:
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds}s"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | FsPath) -> StoreConfig:
+    """Read and validate a config file.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem with file, line and field path.
+    """
+    path = FsPath(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, "", f"not UTF-8 text: {exc.reason}")]) from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> StoreConfig:
+    """Parse config text; ``source`` names the file in error messages."""
+    data, lines = yamlpos.load(text, source)
+    checker = _Checker(source, lines)
+    config = checker.store(data, text)
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    assert config is not None
+    return config
+
+
+class _Checker:
+    """Walks the plain data, collecting problems instead of stopping at the first."""
+
+    def __init__(self, source: str, lines: dict[Path, int]):
+        self.source = source
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    # ---- helpers -----------------------------------------------------------------
+
+    def line(self, path: Path) -> int | None:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def error(self, path: Path, message: str) -> None:
+        self.problems.append(Problem(self.source, self.line(path), format_path(path), message))
+
+    def mapping(
+        self, value: Any, path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"must be a mapping with keys: {', '.join(required + optional)}")
+            return None
+        allowed = required + optional
+        for key in value:
+            if key not in allowed:
+                hint = _close_match(key, allowed)
+                self.error((*path, key), f"unknown key{hint}; allowed here: {', '.join(allowed)}")
+        for key in required:
+            if key not in value:
+                self.error(path, f"missing required key '{key}'")
+        return value
+
+    def listing(self, value: Any, path: Path, min_len: int = 0) -> list[Any]:
+        if not isinstance(value, list):
+            self.error(path, "must be a list")
+            return []
+        if len(value) < min_len:
+            self.error(path, f"must have at least {min_len} entr{'y' if min_len == 1 else 'ies'}")
+        return value
+
+    def name(self, value: Any, path: Path, what: str = "name") -> str | None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            self.error(path, f"{what} must be 1-64 characters of letters, digits, '_', '-', '.', ':' (got {value!r})")
+            return None
+        return value
+
+    def number(
+        self, value: Any, path: Path, lo: float | None = None, hi: float | None = None, integer: bool = False,
+        lo_open: bool = False,
+    ) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            self.error(path, "must be a finite number")
+            return None
+        if integer and value != int(value):
+            self.error(path, "must be a whole number")
+            return None
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            self.error(path, f"must be {'>' if lo_open else '≥'} {_num(lo)} (got {value})")
+            return None
+        if hi is not None and value > hi:
+            self.error(path, f"must be ≤ {_num(hi)} (got {value})")
+            return None
+        return int(value) if integer else float(value)
+
+    def duration(self, value: Any, path: Path) -> float | None:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+
+    # ---- sections ----------------------------------------------------------------
+
+    def store(self, data: Any, text: str) -> StoreConfig | None:
+        root = self.mapping(
+            data, (), required=("catalog", "context", "slots", "reward"),
+            optional=("store", "constraints", "service"),
+        )
+        if root is None:
+            return None
+        name = "store"
+        if "store" in root:
+            store = self.mapping(root["store"], ("store",), optional=("name", "description"))
+            if store and "name" in store:
+                name = self.name(store["name"], ("store", "name")) or name
+        catalog = self.catalog(root.get("catalog"), ("catalog",)) if "catalog" in root else None
+        context = self.context(root.get("context"), ("context",)) if "context" in root else None
+        reward = self.reward(root.get("reward"), ("reward",)) if "reward" in root else None
+        item_ids = set(catalog.ids) if catalog else set()
+        slots = (
+            self.slots(root["slots"], ("slots",), context, item_ids) if "slots" in root and context else ()
+        )
+        constraints = self.constraints(root.get("constraints", {}), ("constraints",), item_ids, slots, context)
+        service = self.service(root.get("service", {}), ("service",))
+        if self.problems or not (catalog and context and reward and constraints and service):
+            return None
+        version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        return StoreConfig(name, self.source, version, catalog, context, slots, reward, constraints, service)
+
+    def catalog(self, value: Any, path: Path) -> Catalog | None:
+        section = self.mapping(value, path, required=("items",), optional=("features",))
+        if section is None:
+            return None
+        specs: dict[str, FeatureSpec] = {}
+        if "features" in section:
+            features = section["features"]
+            if not isinstance(features, dict):
+                self.error((*path, "features"), "must be a mapping of feature name to {type: ...}")
+            else:
+                for fname, fspec in features.items():
+                    spec = self.feature_spec(fname, fspec, (*path, "features", fname))
+                    if spec:
+                        specs[fname] = spec
+        items: list[Item] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(self.listing(section["items"], (*path, "items"), min_len=1)):
+            ipath = (*path, "items", i)
+            entry = self.mapping(raw, ipath, required=("id", "publisher"), optional=("title", "features"))
+            if entry is None or "id" not in entry or "publisher" not in entry:
+                continue
+            item_id = self.name(entry["id"], (*ipath, "id"), "item id")
+            publisher = self.name(entry["publisher"], (*ipath, "publisher"), "publisher")
+            if item_id and item_id in seen:
+                self.error((*ipath, "id"), f"duplicate item id {item_id!r}")
+            title = entry.get("title", "")
+            if not isinstance(title, str):
+                self.error((*ipath, "title"), "must be a string")
+                title = ""
+            feats = self.item_features(entry.get("features", {}), (*ipath, "features"), specs)
+            if item_id and publisher and feats is not None:
+                seen.add(item_id)
+                items.append(Item(item_id, publisher, MappingProxyType(feats), title))
+        return Catalog(tuple(specs.values()), tuple(items))
+
+    def feature_spec(self, fname: Any, value: Any, path: Path) -> FeatureSpec | None:
+        if self.name(fname, path, "feature name") is None:
+            return None
+        spec = self.mapping(value, path, required=("type",), optional=("values", "min", "max"))
+        if spec is None or "type" not in spec:
+            return None
+        kind = spec["type"]
+        if kind not in FEATURE_KINDS:
+            self.error((*path, "type"), f"unknown feature type {kind!r}; use one of: {', '.join(FEATURE_KINDS)}")
+            return None
+        return self._typed(FeatureSpec, fname, kind, spec, path)
+
+    def _typed(self, cls: Callable[..., Any], fname: str, kind: str, spec: dict[str, Any], path: Path, **extra: Any) -> Any:
+        values: tuple[str, ...] = ()
+        lo = hi = None
+        if kind == "category":
+            if "values" not in spec:
+                self.error(path, "a category needs 'values', the list of allowed values")
+                return None
+            raw_values = self.listing(spec["values"], (*path, "values"), min_len=1)
+            names = [self.name(v, (*path, "values", i), "value") for i, v in enumerate(raw_values)]
+            if any(n is None for n in names):
+                return None
+            if len(set(names)) != len(names):
+                self.error((*path, "values"), "values must be distinct")
+            values = tuple(n for n in names if n is not None)
+        elif "values" in spec:
+            self.error((*path, "values"), f"'values' is only for category fields, not {kind}")
+        if kind in ("number", "integer"):
+            lo = self.number(spec["min"], (*path, "min")) if "min" in spec else None
+            hi = self.number(spec["max"], (*path, "max")) if "max" in spec else None
+            if lo is not None and hi is not None and lo > hi:
+                self.error((*path, "max"), f"max ({_num(hi)}) is below min ({_num(lo)})")
+        else:
+            for key in ("min", "max"):
+                if key in spec:
+                    self.error((*path, key), f"'{key}' is only for number fields, not {kind}")
+        return cls(fname, kind, values, lo, hi, **extra)
+
+    def item_features(self, value: Any, path: Path, specs: dict[str, FeatureSpec]) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, "must be a mapping of feature name to value")
+            return None
+        out: dict[str, Any] = {}
+        for fname, fvalue in value.items():
+            spec = specs.get(fname)
+            if spec is None:
+                hint = _close_match(fname, tuple(specs))
+                self.error((*path, fname), f"feature not declared under catalog.features{hint}")
+                continue
+            try:
+                out[fname] = _coerce_feature(spec, fvalue)
+            except ValueError as exc:
+                self.error((*path, fname), str(exc))
+        return out
+
+    def context(self, value: Any, path: Path) -> ContextSchema | None:
+        if not isinstance(value, dict) or not value:
+            self.error(path, "must be a mapping of field name to {type: ...}")
+            return None
+        fields = []
+        for fname, raw in value.items():
+            fpath = (*path, fname)
+            if self.name(fname, fpath, "context field name") is None:
+                continue
+            spec = self.mapping(raw, fpath, required=("type",), optional=("values", "min", "max", "required", "default"))
+            if spec is None or "type" not in spec:
+                continue
+            kind = spec["type"]
+            if kind not in CONTEXT_KINDS:
+                self.error((*fpath, "type"), f"unknown context type {kind!r}; use one of: {', '.join(CONTEXT_KINDS)}")
+                continue
+            required = spec.get("required", False)
+            if not isinstance(required, bool):
+                self.error((*fpath, "required"), "must be true or false")
+                required = False
+            base = self._typed(ContextField, fname, kind, spec, fpath)
+            if base is None:
+                continue
+            default = None
+            if "default" in spec:
+                if required:
+                    self.error((*fpath, "default"), "a required field cannot have a default")
+                elif spec["default"] == "now" and kind in ("hour", "day_of_week"):
+                    default = "now"
+                else:
+                    try:
+                        default = base.coerce(spec["default"])
+                    except ValueError as exc:
+                        self.error((*fpath, "default"), f"default {spec['default']!r} {exc}")
+            fields.append(
+                ContextField(base.name, kind, base.values, base.min, base.max, required=required, default=default)
+            )
+        return ContextSchema(tuple(fields))
+
+    def slots(self, value: Any, path: Path, context: ContextSchema, item_ids: set[str]) -> tuple[SlotConfig, ...]:
+        out: list[SlotConfig] = []
+        names: set[str] = set()
+        for i, raw in enumerate(self.listing(value, path, min_len=1)):
+            spath = (*path, i)
+            spec = self.mapping(
+                raw, spath, required=("name", "default"), optional=("tier", "exploration", "rules")
+            )
+            if spec is None or "name" not in spec:
+                continue
+            name = self.name(spec["name"], (*spath, "name"), "slot name")
+            if name in names:
+                self.error((*spath, "name"), f"duplicate slot name {name!r}")
+            tier = spec.get("tier", "rules")
+            if tier not in TIERS:
+                self.error((*spath, "tier"), f"unknown tier {tier!r}; available: {', '.join(TIERS)}")
+            exploration = 0.05
+            if "exploration" in spec:
+                exploration = self.number(spec["exploration"], (*spath, "exploration"), lo=0, hi=1, lo_open=True) or 0.05
+            rules = []
+            for j, rraw in enumerate(self.listing(spec.get("rules", []), (*spath, "rules"))):
+                rule = self.rule(rraw, (*spath, "rules", j), context, item_ids, j)
+                if rule:
+                    rules.append(rule)
+            default = self.item_list(spec.get("default"), (*spath, "default"), item_ids) if "default" in spec else None
+            if name and default:
+                names.add(name)
+                out.append(SlotConfig(name, len(out), tier, exploration, tuple(rules), default))
+        return tuple(out)
+
+    def rule(self, value: Any, path: Path, context: ContextSchema, item_ids: set[str], index: int) -> Rule | None:
+        spec = self.mapping(value, path, required=("when", "items"), optional=("name",))
+        if spec is None or "when" not in spec or "items" not in spec:
+            return None
+        name = self.name(spec.get("name", f"rule-{index + 1}"), (*path, "name"), "rule name")
+        conditions = self.when(spec["when"], (*path, "when"), context)
+        if conditions == ():
+            self.error((*path, "when"), "a rule needs at least one condition (the slot's 'default' covers the rest)")
+        items = self.item_list(spec["items"], (*path, "items"), item_ids)
+        if name is None or conditions is None or items is None:
+            return None
+        return Rule(name, conditions, items, self.line(path))
+
+    def item_list(self, value: Any, path: Path, item_ids: set[str]) -> tuple[str, ...] | None:
+        raw = [value] if isinstance(value, str) else value
+        if not isinstance(raw, list) or not raw:
+            self.error(path, "must be an item id or a non-empty list of item ids")
+            return None
+        ok = True
+        for i, item in enumerate(raw):
+            ipath = path if isinstance(value, str) else (*path, i)
+            if not isinstance(item, str) or item not in item_ids:
+                hint = _close_match(item, tuple(item_ids)) if isinstance(item, str) else ""
+                self.error(ipath, f"unknown item {item!r}: not in catalog.items{hint}")
+                ok = False
+        if ok and len(set(raw)) != len(raw):
+            self.error(path, "lists the same item twice")
+            ok = False
+        return tuple(raw) if ok else None
+
+    def when(self, value: Any, path: Path, context: ContextSchema) -> tuple[Condition, ...] | None:
+        if not isinstance(value, dict):
+            self.error(path, "must be a mapping of context field to condition")
+            return None
+        out: list[Condition] = []
+        ok = True
+        for fname, raw in value.items():
+            cond = self.condition(fname, raw, (*path, fname), context)
+            if cond is None:
+                ok = False
+            else:
+                out.extend(cond)
+        return tuple(out) if ok else None
+
+    def condition(self, fname: str, raw: Any, path: Path, context: ContextSchema) -> list[Condition] | None:
+        spec = context.by_name.get(fname)
+        if spec is None:
+            hint = _close_match(fname, tuple(context.by_name))
+            self.error(path, f"unknown context field{hint}; declared under context: {', '.join(context.by_name)}")
+            return None
+
+        def val(v: Any, vpath: Path) -> Any:
+            try:
+                return spec.coerce(v)
+            except ValueError as exc:
+                self.error(vpath, f"{v!r}: {exc}")
+                raise
+
+        try:
+            if not isinstance(raw, dict):
+                return [Condition(fname, "eq", val(raw, path))]
+            numeric = spec.kind in ("number", "integer", "hour")
+            ops = ("eq", "ne", "in", "not_in") + (("gt", "gte", "lt", "lte", "between") if numeric else ())
+            ops += ("from", "to") if spec.kind == "hour" else ()
+            if not raw:
+                self.error(path, f"empty condition; use one of: {', '.join(ops)}")
+                return None
+            out = []
+            for op, v in raw.items():
+                opath = (*path, op)
+                if op not in ops:
+                    self.error(opath, f"unknown operator for a {spec.kind} field; use one of: {', '.join(ops)}")
+                    return None
+                if op in ("from", "to"):
+                    continue
+                if op in ("in", "not_in"):
+                    if not isinstance(v, list) or not v:
+                        self.error(opath, "must be a non-empty list")
+                        return None
+                    out.append(Condition(fname, op, frozenset(val(x, (*opath, i)) for i, x in enumerate(v))))
+                elif op == "between":
+                    if not isinstance(v, list) or len(v) != 2:
+                        self.error(opath, "must be a list of two numbers [low, high]")
+                        return None
+                    lo, hi = val(v[0], (*opath, 0)), val(v[1], (*opath, 1))
+                    if lo > hi:
+                        self.error(opath, f"low ({lo}) is above high ({hi})")
+                        return None
+                    out.append(Condition(fname, op, (lo, hi)))
+                else:
+                    out.append(Condition(fname, op, val(v, opath)))
+            if "from" in raw or "to" in raw:
+                if "from" not in raw or "to" not in raw:
+                    self.error(path, "an hour window needs both 'from' and 'to' (to is exclusive; may wrap midnight)")
+                    return None
+                start, end = val(raw["from"], (*path, "from")), val(raw["to"], (*path, "to"))
+                if start == end:
+                    self.error(path, "an hour window with from == to is empty")
+                    return None
+                out.append(Condition(fname, "hours", (start, end)))
+            return out
+        except ValueError:
+            return None
+
+    def reward(self, value: Any, path: Path) -> RewardConfig | None:
+        spec = self.mapping(value, path, required=("window",), optional=("default", "events", "revenue_weight"))
+        if spec is None or "window" not in spec:
+            return None
+        window = self.duration(spec["window"], (*path, "window"))
+        default = self.number(spec.get("default", 0.0), (*path, "default"))
+        events: dict[str, float] = {}
+        raw_events = spec.get("events", {"click": 1.0})
+        if not isinstance(raw_events, dict) or not raw_events:
+            self.error((*path, "events"), "must be a mapping of event type to weight, e.g. {click: 1, purchase: 5}")
+        else:
+            for ename, weight in raw_events.items():
+                if self.name(ename, (*path, "events", ename), "event type") is None:
+                    continue
+                if ename == "reward":
+                    self.error((*path, "events", ename), "'reward' is reserved for explicit reward values")
+                    continue
+                w = self.number(weight, (*path, "events", ename))
+                if w is not None:
+                    events[ename] = w
+        revenue_weight = self.number(spec.get("revenue_weight", 0.0), (*path, "revenue_weight"), lo=0)
+        if window is None or default is None or revenue_weight is None:
+            return None
+        return RewardConfig(window, default, MappingProxyType(events), revenue_weight)
+
+    def constraints(
+        self, value: Any, path: Path, item_ids: set[str], slots: tuple[SlotConfig, ...], context: ContextSchema | None
+    ) -> Constraints | None:
+        spec = self.mapping(value, path, optional=("exclude", "pins", "publisher_cap"))
+        if spec is None:
+            return None
+        exclude: frozenset[str] = frozenset()
+        if "exclude" in spec:
+            items = self.item_list(spec["exclude"], (*path, "exclude"), item_ids)
+            exclude = frozenset(items or ())
+        pins = []
+        slot_names = {s.name for s in slots}
+        pinned: set[str] = set()
+        for i, raw in enumerate(self.listing(spec.get("pins", []), (*path, "pins"))):
+            ppath = (*path, "pins", i)
+            pin = self.mapping(raw, ppath, required=("slot", "item"), optional=("when",))
+            if pin is None or "slot" not in pin or "item" not in pin:
+                continue
+            if pin["slot"] not in slot_names:
+                self.error((*ppath, "slot"), f"unknown slot {pin['slot']!r}; slots: {', '.join(sorted(slot_names))}")
+                continue
+            item = self.item_list(pin["item"], (*ppath, "item"), item_ids)
+            if item and len(item) != 1:
+                self.error((*ppath, "item"), "a pin names exactly one item")
+                continue
+            if item and item[0] in exclude:
+                self.error((*ppath, "item"), f"item {item[0]!r} is pinned but also excluded")
+                continue
+            conditions = self.when(pin["when"], (*ppath, "when"), context) if "when" in pin and context else ()
+            if item and conditions is not None:
+                if not conditions and pin["slot"] in pinned:
+                    self.error(ppath, f"slot {pin['slot']!r} already has an unconditional pin above")
+                pinned.add(pin["slot"]) if not conditions else None
+                pins.append(Pin(pin["slot"], item[0], conditions))
+        cap = None
+        if "publisher_cap" in spec:
+            cap_value = self.number(spec["publisher_cap"], (*path, "publisher_cap"), lo=1, integer=True)
+            cap = int(cap_value) if cap_value is not None else None
+        return Constraints(exclude, tuple(pins), cap)
+
+    def service(self, value: Any, path: Path) -> ServiceSettings | None:
+        spec = self.mapping(value, path, optional=("max_body_bytes", "max_candidates", "joined_log_max_events"))
+        if spec is None:
+            return None
+        defaults = ServiceSettings()
+        kwargs = {}
+        for key in ("max_body_bytes", "max_candidates", "joined_log_max_events"):
+            if key in spec:
+                n = self.number(spec[key], (*path, key), lo=1, integer=True)
+                if n is not None:
+                    kwargs[key] = int(n)
+        return ServiceSettings(**{**defaults.__dict__, **kwargs})
+
+
+def _coerce_feature(spec: FeatureSpec, value: Any) -> Any:
+    if spec.kind == "category":
+        if not isinstance(value, str) or value not in spec.values:
+            raise ValueError(f"{value!r} is not one of the declared values: {', '.join(spec.values)}")
+        return value
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
+        raise ValueError(f"{value} is outside the declared range [{_num(spec.min)}, {_num(spec.max)}]")
+    return float(value)
+
+
+def _close_match(word: Any, choices: tuple[str, ...]) -> str:
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -1,0 +1,103 @@
+"""Logged decisions, posted rewards, and the joined events learners read.
+
+The service logs one *event* per ``/v1/rank`` call (the context and one
+decision per slot).  Rewards are posted per ``(event_id, slot)``.  When the
+event's reward window closes, the learner turns it into one *joined record*
+per slot: everything off-policy evaluation needs plus the reward.  The JSONL
+format of joined records is documented in ``docs/events.md``; this module is
+its single definition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from bandit.config import RewardConfig
+
+JOINED_FORMAT = "storefront.joined.v1"
+EXPLICIT = "reward"
+
+
+def reward_value(config: RewardConfig, posted: Mapping[str, Any]) -> float:
+    """The reward of one slot decision from what was posted for it.
+
+    ``posted`` maps an event type to its first payload (``{"revenue": 30.0}``
+    for a purchase, ``{}`` otherwise) and the reserved key ``"reward"`` to the
+    last explicit value.  Rule: the sum of the weights of the distinct event
+    types, plus ``revenue_weight`` × the first purchase's revenue, plus the
+    explicit value; ``config.default`` when nothing was posted.
+
+    >>> from types import MappingProxyType as M
+    >>> cfg = RewardConfig(60.0, 0.0, M({"click": 1.0, "purchase": 10.0}), 0.1)
+    >>> reward_value(cfg, {}), reward_value(cfg, {"click": {}}), reward_value(cfg, {"click": {}, "purchase": {"revenue": 30}})
+    (0.0, 1.0, 14.0)
+    >>> reward_value(cfg, {"reward": 2.5})
+    2.5
+    """
+    if not posted:
+        return config.default
+    total = 0.0
+    for event, payload in posted.items():
+        if event == EXPLICIT:
+            total += float(payload)
+            continue
+        total += config.events.get(event, 0.0)
+        revenue = payload.get("revenue") if isinstance(payload, Mapping) else None
+        if revenue is not None:
+            total += config.revenue_weight * float(revenue)
+    return total
+
+
+def joined_records(
+    event: Mapping[str, Any], rewards: Mapping[str, Mapping[str, Any]], config: RewardConfig, joined_at: float
+) -> list[dict[str, Any]]:
+    """One joined record per decision of a logged event.
+
+    Parameters
+    ----------
+    event
+        The logged event: ``event_id``, ``ts``, ``config_version``, ``context``
+        and ``decisions`` (each a :meth:`bandit.decision.Decision.to_dict`).
+    rewards
+        Per slot, what was posted inside the window (see :func:`reward_value`).
+    config
+        The reward config in force when the event was logged.
+    joined_at
+        When the join happened (seconds since the epoch).
+    """
+    out = []
+    for decision in event["decisions"]:
+        posted = rewards.get(decision["slot"], {})
+        revenue = posted.get("purchase", {}).get("revenue") if isinstance(posted.get("purchase"), Mapping) else None
+        out.append({
+            "format": JOINED_FORMAT,
+            "event_id": event["event_id"],
+            "ts": event["ts"],
+            "joined_at": joined_at,
+            "slot": decision["slot"],
+            "position": decision["position"],
+            "context": event["context"],
+            "candidates": decision["candidates"],
+            "pmf": decision["pmf"],
+            "chosen": decision["item"],
+            "propensity": decision["propensity"],
+            "tier": decision["tier"],
+            "policy_version": decision["policy_version"],
+            "config_version": event["config_version"],
+            "explanation": decision["explanation"],
+            "outcomes": sorted(k for k in posted if k != EXPLICIT),
+            "revenue": revenue,
+            "explicit_reward": posted.get(EXPLICIT),
+            "reward": reward_value(config, posted),
+            "defaulted": not posted,
+        })
+    return out
+
+
+def check_reward_number(value: Any) -> float:
+    """A posted number (reward or revenue) as a float, or ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return float(value)

@@ -1,0 +1,75 @@
+"""The first rung of the ladder: ordered YAML rules, first match wins.
+
+The matched rule names an ordered list of items; the first one still eligible
+(not excluded, not already placed on the page, not over its publisher's cap)
+is the favourite.  The slot's exploration share is spread evenly over the
+other eligible items, so the log carries propensities that later tiers can be
+evaluated and trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bandit.config import Rule, SlotConfig
+from bandit.policy import Policy, greedy_with_exploration, register
+
+
+@register
+class RulesPolicy(Policy):
+    """Serve a slot from its YAML rules.
+
+    Parameters
+    ----------
+    slot_config
+        The slot's parsed config (rules, default items, exploration share).
+    version
+        The config version, logged with every decision.
+
+    Examples
+    --------
+    >>> from bandit.config import SlotConfig, Rule, Condition
+    >>> slot = SlotConfig("hero", 0, "rules", 0.1,
+    ...                   (Rule("jp", (Condition("country", "eq", "JP"),), ("b",)),), ("a",))
+    >>> policy = RulesPolicy(slot, "v1")
+    >>> policy.pmf({"country": "JP"}, ["a", "b", "c"])
+    ([0.05, 0.9, 0.05], 'rule:jp')
+    >>> policy.pmf({"country": "US"}, ["a", "b", "c"])
+    ([0.9, 0.05, 0.05], 'default')
+    """
+
+    tier = "rules"
+
+    def __init__(self, slot_config: SlotConfig, version: str = ""):
+        if not 0.0 < slot_config.exploration <= 1.0:
+            raise ValueError(f"exploration must be in (0, 1], got {slot_config.exploration}")
+        self.slot_config = slot_config
+        self.slot = slot_config.name
+        self.version = version
+        self.exploration = slot_config.exploration
+        self._rules: tuple[Rule, ...] = slot_config.rules
+
+    def favourite(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[int | None, str]:
+        """Index of the item the rules pick among ``candidates`` (``None``: none eligible) and why."""
+        index = {item: i for i, item in enumerate(candidates)}
+        for rule in self._rules:
+            if rule.matches(context):
+                for item in rule.items:
+                    if item in index:
+                        return index[item], f"rule:{rule.name}"
+        for item in self.slot_config.default:
+            if item in index:
+                return index[item], "default"
+        return None, "fallback:uniform"
+
+    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
+        favourite, explanation = self.favourite(context, candidates)
+        if favourite is None:
+            # Every item the rules name is taken or excluded: show something, evenly.
+            n = len(candidates)
+            return [1.0 / n] * n, explanation
+        return greedy_with_exploration(candidates, favourite, self.exploration), explanation
+
+    def clone(self) -> RulesPolicy:
+        return RulesPolicy(self.slot_config, self.version)
