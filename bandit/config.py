@@ -138,7 +138,7 @@ class ContextField:
         if kind in ("integer", "hour") and value != int(value):
             raise ValueError("must be a whole number")
         lo, hi = (0, 23) if kind == "hour" else (self.min, self.max)
-        if lo is not None and value < lo or hi is not None and value > hi:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(f"must be between {_num(lo)} and {_num(hi)}")
         return int(value) if kind in ("integer", "hour") else value
 
@@ -183,7 +183,9 @@ class ContextSchema:
             object.__setattr__(self, "_by_name", cached)
         return cached
 
-    def normalise(self, raw: Mapping[str, Any], now: datetime | None = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def normalise(
+        self, raw: Mapping[str, Any], now: datetime | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Validate a request context.
 
         Returns the normalised context (defaults filled in) and a list of
@@ -455,7 +457,12 @@ class _Checker:
         return value
 
     def number(
-        self, value: Any, path: Path, lo: float | None = None, hi: float | None = None, integer: bool = False,
+        self,
+        value: Any,
+        path: Path,
+        lo: float | None = None,
+        hi: float | None = None,
+        integer: bool = False,
         lo_open: bool = False,
     ) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -483,7 +490,9 @@ class _Checker:
 
     def store(self, data: Any, text: str) -> StoreConfig | None:
         root = self.mapping(
-            data, (), required=("catalog", "context", "slots", "reward"),
+            data,
+            (),
+            required=("catalog", "context", "slots", "reward"),
             optional=("store", "constraints", "service"),
         )
         if root is None:
@@ -497,9 +506,7 @@ class _Checker:
         context = self.context(root.get("context"), ("context",)) if "context" in root else None
         reward = self.reward(root.get("reward"), ("reward",)) if "reward" in root else None
         item_ids = set(catalog.ids) if catalog else set()
-        slots = (
-            self.slots(root["slots"], ("slots",), context, item_ids) if "slots" in root and context else ()
-        )
+        slots = self.slots(root["slots"], ("slots",), context, item_ids) if "slots" in root and context else ()
         constraints = self.constraints(root.get("constraints", {}), ("constraints",), item_ids, slots, context)
         service = self.service(root.get("service", {}), ("service",))
         if self.problems or not (catalog and context and reward and constraints and service):
@@ -554,7 +561,9 @@ class _Checker:
             return None
         return self._typed(FeatureSpec, fname, kind, spec, path)
 
-    def _typed(self, cls: Callable[..., Any], fname: str, kind: str, spec: dict[str, Any], path: Path, **extra: Any) -> Any:
+    def _typed(
+        self, cls: Callable[..., Any], fname: str, kind: str, spec: dict[str, Any], path: Path, **extra: Any
+    ) -> Any:
         values: tuple[str, ...] = ()
         lo = hi = None
         if kind == "category":
@@ -607,7 +616,9 @@ class _Checker:
             fpath = (*path, fname)
             if self.name(fname, fpath, "context field name") is None:
                 continue
-            spec = self.mapping(raw, fpath, required=("type",), optional=("values", "min", "max", "required", "default"))
+            spec = self.mapping(
+                raw, fpath, required=("type",), optional=("values", "min", "max", "required", "default")
+            )
             if spec is None or "type" not in spec:
                 continue
             kind = spec["type"]
@@ -642,9 +653,7 @@ class _Checker:
         names: set[str] = set()
         for i, raw in enumerate(self.listing(value, path, min_len=1)):
             spath = (*path, i)
-            spec = self.mapping(
-                raw, spath, required=("name", "default"), optional=("tier", "exploration", "rules")
-            )
+            spec = self.mapping(raw, spath, required=("name", "default"), optional=("tier", "exploration", "rules"))
             if spec is None or "name" not in spec:
                 continue
             name = self.name(spec["name"], (*spath, "name"), "slot name")
@@ -655,7 +664,9 @@ class _Checker:
                 self.error((*spath, "tier"), f"unknown tier {tier!r}; available: {', '.join(TIERS)}")
             exploration = 0.05
             if "exploration" in spec:
-                exploration = self.number(spec["exploration"], (*spath, "exploration"), lo=0, hi=1, lo_open=True) or 0.05
+                exploration = (
+                    self.number(spec["exploration"], (*spath, "exploration"), lo=0, hi=1, lo_open=True) or 0.05
+                )
             rules = []
             for j, rraw in enumerate(self.listing(spec.get("rules", []), (*spath, "rules"))):
                 rule = self.rule(rraw, (*spath, "rules", j), context, item_ids, j)
@@ -840,14 +851,13 @@ class _Checker:
         spec = self.mapping(value, path, optional=("max_body_bytes", "max_candidates", "joined_log_max_events"))
         if spec is None:
             return None
-        defaults = ServiceSettings()
-        kwargs = {}
+        kwargs: dict[str, int] = {}
         for key in ("max_body_bytes", "max_candidates", "joined_log_max_events"):
             if key in spec:
                 n = self.number(spec[key], (*path, key), lo=1, integer=True)
                 if n is not None:
                     kwargs[key] = int(n)
-        return ServiceSettings(**{**defaults.__dict__, **kwargs})
+        return ServiceSettings(**kwargs)
 
 
 def _coerce_feature(spec: FeatureSpec, value: Any) -> Any:
@@ -861,7 +871,7 @@ def _coerce_feature(spec: FeatureSpec, value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError("must be a finite number")
-    if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
+    if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         raise ValueError(f"{value} is outside the declared range [{_num(spec.min)}, {_num(spec.max)}]")
     return float(value)
 

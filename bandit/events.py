@@ -31,8 +31,10 @@ def reward_value(config: RewardConfig, posted: Mapping[str, Any]) -> float:
 
     >>> from types import MappingProxyType as M
     >>> cfg = RewardConfig(60.0, 0.0, M({"click": 1.0, "purchase": 10.0}), 0.1)
-    >>> reward_value(cfg, {}), reward_value(cfg, {"click": {}}), reward_value(cfg, {"click": {}, "purchase": {"revenue": 30}})
-    (0.0, 1.0, 14.0)
+    >>> reward_value(cfg, {}), reward_value(cfg, {"click": {}})
+    (0.0, 1.0)
+    >>> reward_value(cfg, {"click": {}, "purchase": {"revenue": 30}})
+    14.0
     >>> reward_value(cfg, {"reward": 2.5})
     2.5
     """
@@ -71,28 +73,30 @@ def joined_records(
     for decision in event["decisions"]:
         posted = rewards.get(decision["slot"], {})
         revenue = posted.get("purchase", {}).get("revenue") if isinstance(posted.get("purchase"), Mapping) else None
-        out.append({
-            "format": JOINED_FORMAT,
-            "event_id": event["event_id"],
-            "ts": event["ts"],
-            "joined_at": joined_at,
-            "slot": decision["slot"],
-            "position": decision["position"],
-            "context": event["context"],
-            "candidates": decision["candidates"],
-            "pmf": decision["pmf"],
-            "chosen": decision["item"],
-            "propensity": decision["propensity"],
-            "tier": decision["tier"],
-            "policy_version": decision["policy_version"],
-            "config_version": event["config_version"],
-            "explanation": decision["explanation"],
-            "outcomes": sorted(k for k in posted if k != EXPLICIT),
-            "revenue": revenue,
-            "explicit_reward": posted.get(EXPLICIT),
-            "reward": reward_value(config, posted),
-            "defaulted": not posted,
-        })
+        out.append(
+            {
+                "format": JOINED_FORMAT,
+                "event_id": event["event_id"],
+                "ts": event["ts"],
+                "joined_at": joined_at,
+                "slot": decision["slot"],
+                "position": decision["position"],
+                "context": event["context"],
+                "candidates": decision["candidates"],
+                "pmf": decision["pmf"],
+                "chosen": decision["item"],
+                "propensity": decision["propensity"],
+                "tier": decision["tier"],
+                "policy_version": decision["policy_version"],
+                "config_version": event["config_version"],
+                "explanation": decision["explanation"],
+                "outcomes": sorted(k for k in posted if k != EXPLICIT),
+                "revenue": revenue,
+                "explicit_reward": posted.get(EXPLICIT),
+                "reward": reward_value(config, posted),
+                "defaulted": not posted,
+            }
+        )
     return out
 
 

@@ -40,9 +40,7 @@ class PageFiller:
 
     def __init__(self, config: StoreConfig, policies: Mapping[str, Policy] | None = None):
         self.config = config
-        self.policies: dict[str, Policy] = {
-            slot.name: RulesPolicy(slot, config.version) for slot in config.slots
-        }
+        self.policies: dict[str, Policy] = {slot.name: RulesPolicy(slot, config.version) for slot in config.slots}
         self.policies.update(policies or {})
         self._publisher = {item.id: item.publisher for item in config.catalog.items}
         self._catalog_ids = config.catalog.ids
@@ -70,8 +68,13 @@ class PageFiller:
         result = PageResult()
         pinned: dict[str, str] = {}
         for pin in self._pins:
-            if pin.slot in wanted and pin.slot not in pinned and pin.item not in blocked and pin.item in pool \
-                    and pin.matches(context):
+            if (
+                pin.slot in wanted
+                and pin.slot not in pinned
+                and pin.item not in blocked
+                and pin.item in pool
+                and pin.matches(context)
+            ):
                 pinned[pin.slot] = pin.item
                 blocked.add(pin.item)
         publisher_count: dict[str, int] = {}
@@ -80,8 +83,9 @@ class PageFiller:
         for name in wanted:
             if name in pinned:
                 item = pinned[name]
-                decision = Decision(name, self._order[name], item, 1.0, (item,), (1.0,), "pin",
-                                    self.config.version, "pin")
+                decision = Decision(
+                    name, self._order[name], item, 1.0, (item,), (1.0,), "pin", self.config.version, "pin"
+                )
             else:
                 eligible = [i for i in pool if i not in blocked]
                 if self._cap is not None:
@@ -90,9 +94,7 @@ class PageFiller:
                 if not eligible:
                     result.unfilled.append(name)
                     continue
-                decision = self.policies[name].choose(
-                    context, eligible, uniform_for(event_id, name), self._order[name]
-                )
+                decision = self.policies[name].choose(context, eligible, uniform_for(event_id, name), self._order[name])
             result.decisions.append(decision)
             if name not in pinned:
                 blocked.add(decision.item)

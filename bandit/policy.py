@@ -63,9 +63,7 @@ class Policy(ABC):
             raise ValueError(f"{type(self).__name__} returned an invalid probability vector (sum {total})")
         return probs, explanation
 
-    def choose(
-        self, context: Mapping[str, Any], candidates: Sequence[str], u: float, position: int = 0
-    ) -> Decision:
+    def choose(self, context: Mapping[str, Any], candidates: Sequence[str], u: float, position: int = 0) -> Decision:
         """Sample one item with the uniform number ``u`` in [0, 1)."""
         probs, explanation = self.pmf(context, candidates)
         index = sample_index(probs, u)
