@@ -37,8 +37,12 @@ class Policy(ABC):
     """A slot's serving policy.
 
     Subclasses set ``tier`` and implement ``_pmf``; they must give every
-    candidate a probability and keep at least ``exploration / n`` on each item
-    they do not favour, so that every served item has a usable propensity.
+    candidate a probability (none negative, summing to 1) and, with ``n ≥ 2``
+    candidates, keep at least ``min(exploration / (n - 1), 1 / n)`` on every
+    candidate but at most one (the favourite), so that every served item has
+    a usable propensity.  The ``1 / n`` cap only bites when the exploration
+    share is too large to give each of ``n`` items ``exploration / (n - 1)``,
+    e.g. the even split used when no item is favoured.
     """
 
     tier: ClassVar[str]
@@ -64,9 +68,15 @@ class Policy(ABC):
         return probs, explanation
 
     def choose(self, context: Mapping[str, Any], candidates: Sequence[str], u: float, position: int = 0) -> Decision:
-        """Sample one item with the uniform number ``u`` in [0, 1)."""
+        """Sample one item with the uniform number ``u`` in [0, 1).
+
+        The explanation starts with ``explore;`` when the draw fell on an item
+        the policy does not favour most.
+        """
         probs, explanation = self.pmf(context, candidates)
         index = sample_index(probs, u)
+        if probs[index] < max(probs):
+            explanation = f"explore; {explanation}"
         return Decision(
             slot=self.slot,
             position=position,

@@ -1,0 +1,289 @@
+"""The store-facing API: ``POST /v1/rank``, ``POST /v1/reward``, ``GET /v1/slots``.
+
+Handlers parse and validate, call the bandit library, store, and serialise;
+nothing else.  ``/v1/rank`` is the hot path: one Redis round trip (a Lua
+script) per page, no per-request allocation of policies or schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from bandit.events import check_reward_number
+from service import metrics
+from service.app import ConfigHolder, Runtime
+from service.errors import ApiError
+from service.ids import event_time, new_event_id
+from service.storage import ACCEPTED, DUPLICATE, Storage
+
+log = logging.getLogger("storefront")
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+_RANK_KEYS = frozenset({"context", "slots", "candidates", "exclude"})
+_REWARD_KEYS = frozenset({"event_id", "slot", "event", "reward", "revenue"})
+_JSON = "application/json"
+# A decision stays in storage this long past its window if no learner joins it.
+_UNJOINED_GRACE = 86400.0
+
+
+def _runtime() -> Runtime:
+    holder: ConfigHolder = current_app.extensions["storefront"]
+    return holder.current()
+
+
+def _storage() -> Storage:
+    storage: Storage = current_app.extensions["storefront.storage"]
+    return storage
+
+
+def _body(runtime: Runtime) -> dict[str, Any]:
+    limit = runtime.config.service.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"request body is larger than the limit of {limit} bytes", "body")
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise ApiError(413, "body_too_large", f"request body is larger than the limit of {limit} bytes", "body")
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; send a JSON object", "body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_type", "request body must be a JSON object", "body")
+    return body
+
+
+def _unknown_keys(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    for key in body:
+        if key not in allowed:
+            raise ApiError(400, "unknown_field", f"unknown field; allowed: {', '.join(sorted(allowed))}", key)
+
+
+def _item_list(value: Any, field: str, runtime: Runtime, limit: int) -> list[str]:
+    if not isinstance(value, list):
+        raise ApiError(400, "invalid_type", "must be a list of item ids", field)
+    if len(value) > limit:
+        raise ApiError(400, "too_many_items", f"at most {limit} items (service.max_candidates)", field)
+    ids = runtime.item_ids
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ApiError(400, "invalid_type", "must be an item id (string)", f"{field}[{i}]")
+        if item not in ids:
+            raise ApiError(400, "unknown_item", f"unknown item {item!r}: not in the catalog", f"{field}[{i}]")
+        if item in seen:
+            raise ApiError(400, "duplicate_item", f"item {item!r} is listed twice", f"{field}[{i}]")
+        seen.add(item)
+    return value
+
+
+@bp.post("/rank")
+def rank() -> Response:
+    """Fill the page's slots for one shopper and log every decision."""
+    started = time.perf_counter()
+    runtime = _runtime()
+    config = runtime.config
+    body = _body(runtime)
+    if len(body) > 1 or "context" not in body:
+        _unknown_keys(body, _RANK_KEYS)
+
+    raw_context = body.get("context", {})
+    if not isinstance(raw_context, dict):
+        raise ApiError(400, "invalid_type", "must be a JSON object of context fields", "context")
+    context, problems = config.context.normalise(raw_context)
+    if problems:
+        name, message = problems[0]
+        code = "unknown_field" if name not in config.context.by_name else (
+            "missing_field" if name not in raw_context else "invalid_value")  # fmt: skip
+        raise ApiError(400, code, message, f"context.{name}")
+
+    slots = body.get("slots")
+    if slots is not None:
+        if not isinstance(slots, list) or not slots:
+            raise ApiError(400, "invalid_type", "must be a non-empty list of slot names", "slots")
+        for i, slot in enumerate(slots):
+            if not isinstance(slot, str):
+                raise ApiError(400, "invalid_type", "must be a slot name (string)", f"slots[{i}]")
+            if slot not in runtime.slot_names:
+                raise ApiError(
+                    400, "unknown_slot", f"unknown slot {slot!r}; slots: {', '.join(config.slot_names)}", f"slots[{i}]"
+                )
+        if len(set(slots)) != len(slots):
+            raise ApiError(400, "duplicate_slot", "a slot is listed twice", "slots")
+    limit = config.service.max_candidates
+    candidates = body.get("candidates")
+    if candidates is not None:
+        candidates = _item_list(candidates, "candidates", runtime, limit)
+    exclude = body.get("exclude")
+    exclude = _item_list(exclude, "exclude", runtime, limit) if exclude is not None else ()
+
+    now = time.time()
+    event_id = new_event_id(now)
+    page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
+    out_slots = []
+    for decision in page.decisions:
+        metrics.DECISIONS.labels(decision.slot, decision.tier).inc()
+        out_slots.append({
+            "slot": decision.slot,
+            "item": decision.item,
+            "propensity": decision.propensity,
+            "tier": decision.tier,
+            "explanation": decision.explanation,
+        })  # fmt: skip
+    for name in page.unfilled:
+        metrics.UNFILLED.labels(name).inc()
+        out_slots.append({"slot": name, "item": None, "propensity": None, "tier": None,
+                          "explanation": "no eligible candidate"})  # fmt: skip
+    logged = False
+    if page.decisions:
+        window = config.reward.window_seconds
+        event = {
+            "event_id": event_id,
+            "ts": now,
+            "window_close": now + window,
+            "config_version": config.version,
+            "context": context,
+            "decisions": [d.to_dict() for d in page.decisions],
+        }
+        try:
+            _storage().log_event(event, window + _UNJOINED_GRACE)
+            logged = True
+        except (redis.RedisError, OSError) as exc:
+            # The rules tier serves without Redis: the page is still answered, unlogged.
+            metrics.STORAGE_ERRORS.labels("log_event").inc()
+            log.warning("decision %s not logged: %s", event_id, exc)
+    payload = {"event_id": event_id, "config_version": config.version, "logged": logged, "slots": out_slots}
+    response = Response(json.dumps(payload, separators=(",", ":")), mimetype=_JSON)
+    metrics.RANK_LATENCY.observe(time.perf_counter() - started)
+    return response
+
+
+@bp.post("/reward")
+def reward() -> tuple[Response, int]:
+    """Accept a shopper event or an explicit reward for one slot of a ranked page."""
+    runtime = _runtime()
+    config = runtime.config
+    body = _body(runtime)
+    try:
+        result = _accept_reward(body, runtime, config.reward.window_seconds)
+    except ApiError as exc:
+        outcome = {404: "unknown", 410: "late"}.get(exc.status, "invalid")
+        metrics.REWARD_POSTS.labels(outcome).inc()
+        if outcome in ("unknown", "late"):
+            metrics.JOIN_OUTCOMES.labels(outcome).inc()
+        raise
+    return Response(json.dumps(result), mimetype=_JSON), 202
+
+
+def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dict[str, Any]:
+    _unknown_keys(body, _REWARD_KEYS)
+    for name in ("event_id", "slot"):
+        if name not in body:
+            raise ApiError(400, "missing_field", f"'{name}' is required", name)
+        if not isinstance(body[name], str):
+            raise ApiError(400, "invalid_type", "must be a string", name)
+    event_id, slot = body["event_id"], body["slot"]
+    if slot not in runtime.slot_names:
+        raise ApiError(400, "unknown_slot", f"unknown slot {slot!r}; slots: {', '.join(sorted(runtime.slot_names))}",
+                       "slot")  # fmt: skip
+    has_event, has_reward = "event" in body, "reward" in body
+    if has_event == has_reward:
+        raise ApiError(400, "missing_field", "send exactly one of 'event' (e.g. click) or 'reward' (a number)",
+                       "event" if not has_event else "reward")  # fmt: skip
+    payload: Any
+    if has_event:
+        kind = body["event"]
+        if not isinstance(kind, str):
+            raise ApiError(400, "invalid_type", "must be an event type (string)", "event")
+        if kind not in runtime.event_types:
+            raise ApiError(400, "unknown_event_type",
+                           f"unknown event type {kind!r}; configured: {', '.join(sorted(runtime.event_types))}",
+                           "event")  # fmt: skip
+        payload = {}
+        if "revenue" in body:
+            try:
+                revenue = check_reward_number(body["revenue"])
+            except ValueError as exc:
+                raise ApiError(400, "invalid_value", str(exc), "revenue") from None
+            if revenue < 0:
+                raise ApiError(400, "invalid_value", "must be ≥ 0", "revenue")
+            payload["revenue"] = revenue
+    else:
+        if "revenue" in body:
+            raise ApiError(400, "unknown_field", "'revenue' goes with an event (e.g. purchase), not an explicit reward",
+                           "revenue")  # fmt: skip
+        kind = "reward"
+        try:
+            payload = check_reward_number(body["reward"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid_value", str(exc), "reward") from None
+        if not math.isfinite(payload):  # pragma: no cover - check_reward_number already refuses
+            raise ApiError(400, "invalid_value", "must be a finite number", "reward")
+
+    now = time.time()
+    issued = event_time(event_id)
+    if issued is None:
+        raise ApiError(404, "unknown_event", "no such event: not an id this service issued", "event_id")
+    try:
+        result = _storage().add_reward(event_id, slot, kind, payload, now, window + _UNJOINED_GRACE)
+    except (redis.RedisError, OSError) as exc:
+        metrics.STORAGE_ERRORS.labels("add_reward").inc()
+        log.error("reward for %s not stored: %s", event_id, exc)
+        raise ApiError(503, "storage_unavailable", "rewards cannot be stored right now; retry later", None) from None
+    if result.startswith(ACCEPTED):
+        tier = result.partition(":")[2]
+        metrics.REWARD_POSTS.labels("accepted").inc()
+        metrics.REWARDS.labels(slot, tier, kind).inc()
+        return {"status": ACCEPTED}
+    if result == DUPLICATE:
+        metrics.REWARD_POSTS.labels("duplicate").inc()
+        return {"status": DUPLICATE, "note": f"'{kind}' was already recorded for this slot; the first one counts"}
+    if result == "unknown_slot":
+        raise ApiError(404, "unknown_decision", f"event {event_id} did not fill slot {slot!r}", "slot")
+    if result == "late" or issued + window < now:
+        raise ApiError(410, "reward_window_closed",
+                       f"the reward window of this event closed (window {window:g}s); the reward is counted as late",
+                       "event_id")  # fmt: skip
+    raise ApiError(404, "unknown_event", "no such event (never logged, or expired)", "event_id")
+
+
+@bp.get("/slots")
+def slots() -> Response:
+    """Each slot's tier, config version and counters."""
+    runtime = _runtime()
+    config = runtime.config
+    try:
+        counts = _storage().counts()
+        available = True
+    except (redis.RedisError, OSError):
+        counts, available = {}, False
+    out = []
+    for slot in config.slots:
+        decisions = {
+            key.rsplit(":", 1)[1]: value for key, value in counts.items() if key.startswith(f"decisions:{slot.name}:")
+        }
+        out.append({
+            "slot": slot.name,
+            "position": slot.position,
+            "tier": slot.tier,
+            "exploration": slot.exploration,
+            "config_version": config.version,
+            "counts": {
+                "decisions": sum(decisions.values()),
+                "decisions_by_tier": decisions,
+                "rewards": counts.get(f"rewards:{slot.name}", 0),
+                "joined": counts.get(f"joined:{slot.name}", 0),
+                "defaulted": counts.get(f"defaulted:{slot.name}", 0),
+            },
+        })  # fmt: skip
+    payload = {"store": config.name, "config_version": config.version, "counts_available": available, "slots": out}
+    return Response(json.dumps(payload), mimetype=_JSON)

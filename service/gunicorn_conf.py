@@ -1,0 +1,30 @@
+"""gunicorn settings for the storefront API (``gunicorn -c python:service.gunicorn_conf service.wsgi:app``).
+
+Every value can be overridden by the environment (``storefront serve`` sets them
+from its flags).  Prometheus multiprocess mode needs ``PROMETHEUS_MULTIPROC_DIR``
+to point to an empty folder before the workers start, and each dead worker's
+files marked, which ``child_exit`` does.
+"""
+
+import os
+
+from prometheus_client import multiprocess
+
+bind = os.environ.get("STOREFRONT_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("STOREFRONT_WORKERS", os.cpu_count() or 2))
+worker_class = os.environ.get("STOREFRONT_WORKER_CLASS", "sync")
+threads = int(os.environ.get("STOREFRONT_THREADS", "1"))
+backlog = int(os.environ.get("STOREFRONT_BACKLOG", "2048"))
+timeout = int(os.environ.get("STOREFRONT_TIMEOUT", "30"))
+graceful_timeout = 10
+keepalive = 5
+max_requests = int(os.environ.get("STOREFRONT_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("STOREFRONT_ACCESS_LOG") or None
+loglevel = os.environ.get("STOREFRONT_LOG_LEVEL", "info")
+proc_name = "storefront-api"
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,98 @@
+"""Every Prometheus metric the service and the learner export, declared in one place.
+
+Under gunicorn the workers run in prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported; see
+``service/gunicorn_conf.py``); the learner started by ``storefront serve``
+writes into the same folder, so one scrape of ``/metrics`` shows both.
+
+Labels come from small fixed sets: slot names and tiers from the config,
+event types from ``reward.events``, outcomes and error codes from this code.
+Never an item id, a user id or an event id.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+    multiprocess,
+)
+
+DECISIONS = Counter("storefront_decisions_total", "Slot decisions served, by slot and serving tier.", ["slot", "tier"])
+UNFILLED = Counter(
+    "storefront_unfilled_slots_total", "Requested slots left empty because no candidate was eligible.", ["slot"]
+)
+REWARDS = Counter(
+    "storefront_rewards_total",
+    "Rewards accepted inside the window, by slot, tier and event type ('reward' for explicit values).",
+    ["slot", "tier", "event"],
+)
+REWARD_POSTS = Counter(
+    "storefront_reward_posts_total",
+    "Reward posts by outcome: accepted, duplicate, late, unknown, invalid.",
+    ["outcome"],
+)
+JOIN_OUTCOMES = Counter(
+    "storefront_join_outcomes_total",
+    "What became of slot decisions and rewards: joined (with a reward), defaulted (no reward in the window), "
+    "late (reward after the window), unknown (reward for an event or slot never served).",
+    ["outcome"],
+)
+JOINED_REWARD = Summary(
+    "storefront_joined_reward",
+    "Rewards of slot decisions joined after their window closed (count and sum; the mean is live reward). "
+    "A config with negative rewards makes _sum go down.",
+    ["slot", "tier"],
+)
+RANK_LATENCY = Histogram(
+    "storefront_rank_latency_seconds",
+    "Time to answer POST /v1/rank inside the worker, from parsed request to serialised response.",
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ERRORS = Counter("storefront_http_errors_total", "Error responses by endpoint and error code.", ["endpoint", "code"])
+STORAGE_ERRORS = Counter(
+    "storefront_storage_errors_total",
+    "Storage operations that failed (the rules tier keeps serving; the decision is not logged).",
+    ["operation"],
+)
+SLOT_TIER = Gauge(
+    "storefront_slot_tier",
+    "1 for the tier currently serving each slot, 0 for the others.",
+    ["slot", "tier"],
+    multiprocess_mode="livemax",
+)
+CONFIG_INFO = Gauge(
+    "storefront_config_info",
+    "1 for the config version in force.",
+    ["store", "version"],
+    multiprocess_mode="livemax",
+)
+CONFIG_RELOADS = Counter("storefront_config_reloads_total", "Config reloads by result: applied or refused.", ["result"])
+LEARNER_LAG = Gauge(
+    "storefront_learner_due_events",
+    "Events whose reward window has closed and that the learner has not joined yet.",
+    multiprocess_mode="livemax",
+)
+LEARNER_LAST_RUN = Gauge(
+    "storefront_learner_last_run_timestamp_seconds",
+    "When the learner last finished a join pass (for a stalled-learner alert).",
+    multiprocess_mode="max",
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of every metric, merged across processes when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

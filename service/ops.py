@@ -1,0 +1,47 @@
+"""Operational endpoints: health, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from flask import Blueprint, Response, current_app
+
+from service import metrics
+from service.openapi import openapi_document
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up and answering (for a liveness probe)."""
+    return Response('{"status":"ok"}', mimetype="application/json")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready to log decisions: config loaded and storage reachable (for a readiness probe)."""
+    holder = current_app.extensions["storefront"]
+    config = holder.current().config
+    checks = {"config": {"ok": True, "version": config.version}}
+    try:
+        current_app.extensions["storefront.storage"].ping()
+        checks["storage"] = {"ok": True}
+    except (redis.RedisError, OSError) as exc:
+        checks["storage"] = {"ok": False, "error": str(exc)}
+    ready = all(c["ok"] for c in checks.values())
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return Response(json.dumps(body), mimetype="application/json"), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    data, content_type = metrics.render()
+    return Response(data, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    holder = current_app.extensions["storefront"]
+    return Response(json.dumps(openapi_document(holder.current().config)), mimetype="application/json")

