@@ -127,8 +127,8 @@ class ContextField:
                 return value
             raise ValueError("must be true or false")
         if kind == "day_of_week":
-            if isinstance(value, str) and value.lower()[:3] in DAYS and len(value) in (3, len(_full_day(value))):
-                return value.lower()[:3]
+            if isinstance(value, str) and value.lower() in _DAY_NAMES:
+                return _DAY_NAMES[value.lower()]
             raise ValueError(f"must be a day of the week: {', '.join(DAYS)}")
         # number, integer, hour
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -139,6 +139,8 @@ class ContextField:
             raise ValueError("must be a whole number")
         lo, hi = (0, 23) if kind == "hour" else (self.min, self.max)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if lo is None or hi is None:  # one-sided: "between 0 and ?" would read as a bug
+                raise ValueError(f"must be ≥ {_num(lo)}" if hi is None else f"must be ≤ {_num(hi)}")
             raise ValueError(f"must be between {_num(lo)} and {_num(hi)}")
         return int(value) if kind in ("integer", "hour") else value
 
@@ -157,12 +159,8 @@ class ContextField:
         return self.default
 
 
-def _full_day(value: str) -> str:
-    names = {
-        "mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday",
-        "fri": "friday", "sat": "saturday", "sun": "sunday",
-    }  # fmt: skip
-    return names.get(value.lower()[:3], "")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {**{d: d for d in DAYS}, **{full: full[:3] for full in _FULL_DAYS}}
 
 
 def _num(x: float | None) -> str:
@@ -665,7 +663,7 @@ class _Checker:
             exploration = 0.05
             if "exploration" in spec:
                 exploration = (
-                    self.number(spec["exploration"], (*spath, "exploration"), lo=0, hi=1, lo_open=True) or 0.05
+                    self.number(spec["exploration"], (*spath, "exploration"), lo=0, hi=0.5, lo_open=True) or 0.05
                 )
             rules = []
             for j, rraw in enumerate(self.listing(spec.get("rules", []), (*spath, "rules"))):
@@ -825,7 +823,7 @@ class _Checker:
             pin = self.mapping(raw, ppath, required=("slot", "item"), optional=("when",))
             if pin is None or "slot" not in pin or "item" not in pin:
                 continue
-            if pin["slot"] not in slot_names:
+            if not isinstance(pin["slot"], str) or pin["slot"] not in slot_names:
                 self.error((*ppath, "slot"), f"unknown slot {pin['slot']!r}; slots: {', '.join(sorted(slot_names))}")
                 continue
             item = self.item_list(pin["item"], (*ppath, "item"), item_ids)

@@ -18,6 +18,7 @@ from bandit.config import RewardConfig
 
 JOINED_FORMAT = "storefront.joined.v1"
 EXPLICIT = "reward"
+PURCHASE = "purchase"
 
 
 def reward_value(config: RewardConfig, posted: Mapping[str, Any]) -> float:
@@ -46,7 +47,8 @@ def reward_value(config: RewardConfig, posted: Mapping[str, Any]) -> float:
             total += float(payload)
             continue
         total += config.events.get(event, 0.0)
-        revenue = payload.get("revenue") if isinstance(payload, Mapping) else None
+        # Only a purchase earns revenue; a stray revenue on another event type must not count.
+        revenue = payload.get("revenue") if event == PURCHASE and isinstance(payload, Mapping) else None
         if revenue is not None:
             total += config.revenue_weight * float(revenue)
     return total

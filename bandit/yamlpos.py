@@ -93,6 +93,8 @@ def load(text: str, source: str) -> tuple[Any, dict[Path, int]]:
                     )
                     continue
                 out[key] = walk(value_node, (*path, key))
+                # A field is where its key is written: a block value starts on the next line.
+                lines[(*path, key)] = key_line
             return out
         if isinstance(node, yaml.SequenceNode):
             return [walk(child, (*path, i)) for i, child in enumerate(node.value)]

@@ -28,6 +28,9 @@ from bandit.config import ConfigError, StoreConfig, load_config
 
 DEFAULT_DATA_DIR = ".storefront"
 STATE_FILE = "serve.json"
+# gunicorn settings of `storefront serve` (and of both targets of `storefront bench rank`).
+SERVE_WORKERS = os.cpu_count() or 2
+SERVE_THREADS = 1
 log = logging.getLogger("storefront")
 
 
@@ -65,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", metavar="CONFIG", help="store config YAML")
     p.add_argument("--bind", default="127.0.0.1:8000", help="address to listen on (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="threads per worker (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=SERVE_WORKERS, help="gunicorn workers (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=SERVE_THREADS, help="threads per worker (default: %(default)s)")
     p.add_argument(
         "--data-dir", default=DEFAULT_DATA_DIR, help="embedded Redis data and metrics (default: %(default)s)"
     )
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file ('-' for stdout)")
     p.add_argument("--config", help="store config (default: the one `storefront serve` is running)")
     _redis_args(p)
-    p.add_argument("--since", default="-", help="stream id to start after (default: the beginning)")
+    p.add_argument("--since", default="-", help="only records after this stream id (default: all)")
     _log_level(p)
     p.set_defaults(func=cmd_export)
 
@@ -300,18 +303,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         state_config = _serve_state(args.data_dir).get("config")
         config = _load_or_exit(state_config) if state_config else None
     storage = _storage_from(args, config)
+    start = "-" if args.since == "-" else f"({args.since}"
     count = 0
     if args.out == "-":
-        for _, record in storage.joined(args.since):
-            sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+        for log_id, record in storage.joined(start):
+            sys.stdout.write(json.dumps({**record, "log_id": log_id}, sort_keys=True) + "\n")
             count += 1
     else:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary file and rename, so a reader never sees half a file.
         with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".part") as tmp:
-            for _, record in storage.joined(args.since):
-                tmp.write(json.dumps(record, sort_keys=True) + "\n")
+            for log_id, record in storage.joined(start):
+                tmp.write(json.dumps({**record, "log_id": log_id}, sort_keys=True) + "\n")
                 count += 1
         os.replace(tmp.name, out)
     print(f"wrote {count} joined record{'s' if count != 1 else ''} to {args.out}", file=sys.stderr)

@@ -1,0 +1,197 @@
+"""The contract every registered tier fulfils, checked over random contexts and candidate sets.
+
+A new tier registers itself in ``bandit.policy.POLICIES`` and is picked up here
+automatically.  If its constructor needs more than ``(slot_config, version)``,
+add a builder to ``BUILDERS``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bandit.config import ContextSchema, SlotConfig, StoreConfig, load_config
+from bandit.policy import POLICIES, Policy
+from bandit.sampling import uniform_for
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
+CONFIG: StoreConfig = load_config(EXAMPLE)
+TIERS = sorted(POLICIES)
+
+BUILDERS: dict[str, Callable[[type[Policy], SlotConfig, StoreConfig], Policy]] = {}
+
+
+def build(tier: str, slot: SlotConfig) -> Policy:
+    cls = POLICIES[tier]
+    builder = BUILDERS.get(tier, lambda cls, slot, config: cls(slot, config.version))
+    return builder(cls, slot, CONFIG)
+
+
+def with_exploration(slot: SlotConfig, exploration: float) -> SlotConfig:
+    return SlotConfig(slot.name, slot.position, slot.tier, exploration, slot.rules, slot.default)
+
+
+# The example's slots, plus large exploration shares where the 1/n cap of the floor matters.
+SLOTS = [*CONFIG.slots, *(with_exploration(CONFIG.slots[0], e) for e in (0.5, 0.9, 1.0))]
+SLOT_IDS = [f"{s.name}@{s.exploration}" for s in SLOTS]
+
+
+def exploration_floor(n: int, exploration: float) -> float:
+    """What the contract promises every candidate but the favourite (see ``bandit.policy.Policy``)."""
+    return 0.0 if n == 1 else min(exploration / (n - 1), 1.0 / n)
+
+
+def random_context(rng: random.Random, schema: ContextSchema) -> dict[str, Any]:
+    """A valid request context: each optional field present or left to its default."""
+    raw: dict[str, Any] = {}
+    for spec in schema.fields:
+        if not spec.required and rng.random() < 0.3:
+            continue
+        if spec.kind == "category":
+            raw[spec.name] = rng.choice(spec.values)
+        elif spec.kind == "bool":
+            raw[spec.name] = rng.random() < 0.5
+        elif spec.kind == "hour":
+            raw[spec.name] = rng.randrange(24)
+        elif spec.kind == "day_of_week":
+            raw[spec.name] = rng.choice(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+        elif spec.kind == "integer":
+            raw[spec.name] = rng.randint(int(spec.min or 0), int(spec.max or 100))
+        else:
+            raw[spec.name] = rng.uniform(spec.min or 0.0, spec.max or 100.0)
+    now = (
+        datetime(2026, 1, 1, tzinfo=UTC)
+        + (datetime(2026, 1, 8, tzinfo=UTC) - datetime(2026, 1, 1, tzinfo=UTC)) * rng.random()
+    )
+    context, problems = schema.normalise(raw, now=now)
+    assert problems == []
+    return context
+
+
+def random_cases(seed: int, count: int = 300) -> list[tuple[dict[str, Any], list[str]]]:
+    """(context, candidates) pairs; candidates are random subsets in random order, often tiny."""
+    rng = random.Random(seed)
+    ids = list(CONFIG.catalog.ids)
+    cases = []
+    for _ in range(count):
+        size = rng.choice([1, 2, 3, rng.randint(1, len(ids))])
+        cases.append((random_context(rng, CONFIG.context), rng.sample(ids, size)))
+    return cases
+
+
+CASES = random_cases(seed=20260101)
+
+
+def test_the_rules_tier_is_registered():
+    assert "rules" in POLICIES
+    assert all(POLICIES[tier].tier == tier for tier in TIERS)
+
+
+@pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
+@pytest.mark.parametrize("tier", TIERS)
+def test_pmf_is_a_full_probability_vector_with_the_exploration_floor(tier, slot):
+    policy = build(tier, slot)
+    for context, candidates in CASES:
+        probs, explanation = policy.pmf(context, candidates)
+        n = len(candidates)
+        assert len(probs) == n
+        assert all(isinstance(p, float) for p in probs)
+        assert min(probs) >= 0.0
+        assert abs(math.fsum(probs) - 1.0) <= 1e-9
+        floor = exploration_floor(n, slot.exploration)
+        below = [p for p in probs if p < floor - 1e-12]
+        assert len(below) <= 1, (context, candidates, probs, floor)  # only the favourite may sit below
+        assert isinstance(explanation, str) and explanation
+
+
+@pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
+@pytest.mark.parametrize("tier", TIERS)
+def test_choose_serves_with_its_propensity_and_is_replayable(tier, slot):
+    policy = build(tier, slot)
+    for i, (context, candidates) in enumerate(CASES):
+        event_id = f"contract-{i}"
+        u = uniform_for(event_id, slot.name)
+        decision = policy.choose(context, candidates, u, position=slot.position)
+        probs, _ = policy.pmf(context, candidates)
+        index = candidates.index(decision.item)
+        assert decision.propensity > 0.0
+        assert decision.propensity == probs[index] == decision.pmf[index]
+        assert decision.candidates == tuple(candidates)
+        assert decision.pmf == tuple(probs)
+        assert (decision.slot, decision.position, decision.tier) == (slot.name, slot.position, tier)
+        assert decision.policy_version == policy.version
+        # The same event id and slot give the same decision, from this object and from a clone.
+        assert policy.choose(context, candidates, uniform_for(event_id, slot.name), slot.position) == decision
+        assert policy.clone().choose(context, candidates, u, position=slot.position) == decision
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_clone_is_a_fresh_policy_with_the_same_settings(tier):
+    policy = build(tier, CONFIG.slots[0])
+    clone = policy.clone()
+    assert clone is not policy
+    assert type(clone) is type(policy)
+    assert (clone.tier, clone.slot, clone.version) == (policy.tier, policy.slot, policy.version)
+    for context, candidates in CASES[:50]:
+        assert clone.pmf(context, candidates) == policy.pmf(context, candidates)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_no_candidates_is_refused(tier):
+    with pytest.raises(ValueError, match="no eligible candidates"):
+        build(tier, CONFIG.slots[0]).pmf({}, [])
+
+
+# Critical values of the chi-square distribution at 0.999 for the degrees of freedom used below
+# (scipy.stats.chi2.ppf(0.999, df)), for when scipy is not installed.
+_CHI2_999 = {3: 16.266236196238, 5: 20.515005652432873, 7: 24.321886347856854}
+
+
+def chi2_critical(df: int) -> float:
+    try:
+        from scipy.stats import chi2
+    except ImportError:  # pragma: no cover - scipy is an optional test helper
+        return _CHI2_999[df]
+    return float(chi2.ppf(0.999, df))
+
+
+def test_hardcoded_critical_values_match_scipy():
+    chi2 = pytest.importorskip("scipy.stats").chi2
+    for df, value in _CHI2_999.items():
+        assert chi2.ppf(0.999, df) == pytest.approx(value, rel=1e-9)
+
+
+# (slot index, exploration override, context, candidates): a skewed and a flat pmf, several sizes.
+FREQUENCY_CASES = [
+    (0, None, {"country": "JP", "device": "quest"}, ["beat-saber", "synth-riders", "moss", "superhot"]),
+    (2, 0.6, {"device": "psvr", "age": 20}, ["moss", "pavlov", "red-matter", "contractors", "audica", "golf-plus"]),
+    (1, None, {"device": "quest", "returning": False}, ["audica", "fitxr", "moss", "onward", "msfs", "superhot",
+                                                         "supernatural", "population-one"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("slot_index", "exploration", "context", "candidates"), FREQUENCY_CASES)
+@pytest.mark.parametrize("tier", TIERS)
+def test_observed_frequencies_match_the_pmf(tier, slot_index, exploration, context, candidates):
+    """Chi-square goodness of fit over 20,000 draws with fixed, distinct event ids (so it cannot flake)."""
+    slot = CONFIG.slots[slot_index]
+    if exploration is not None:
+        slot = with_exploration(slot, exploration)
+    policy = build(tier, slot)
+    draws = 20_000
+    counts = np.zeros(len(candidates))
+    for i in range(draws):
+        decision = policy.choose(context, candidates, uniform_for(f"freq-{i}", slot.name))
+        counts[candidates.index(decision.item)] += 1
+    expected = np.asarray(policy.pmf(context, candidates)[0]) * draws
+    assert expected.min() >= 5  # the chi-square approximation needs it
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    df = len(candidates) - 1
+    assert statistic < chi2_critical(df), (counts, expected)
