@@ -25,6 +25,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CONTEXT_KINDS = ("category", "number", "integer", "bool", "hour", "day_of_week")
 FEATURE_KINDS = ("category", "number", "bool")
 TIERS = ("rules",)
+ESCALATION_MODES = ("auto", "manual", "off")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -278,6 +279,56 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class TreeSettings:
+    """How the slot's decision tree is grown (``slots[].tree``); see docs/ladder.md.
+
+    Attributes
+    ----------
+    max_depth
+        Depth limit; 2–4 stays readable.
+    min_leaf
+        Fewest logged rounds in a leaf.
+    features
+        Context fields the tree may split on; empty: every field a request
+        always carries (required, or with a default).
+    top_items
+        How many items each leaf lists, best first.
+    weight_clip
+        Cap on the importance weight ``1/μ`` in the training scores.
+    """
+
+    max_depth: int = 3
+    min_leaf: int = 200
+    features: tuple[str, ...] = ()
+    top_items: int = 5
+    weight_clip: float = 1000.0
+
+
+@dataclass(frozen=True)
+class EscalationSettings:
+    """When a slot moves from rules to a learned tree and back (``slots[].escalation``); see docs/ladder.md.
+
+    ``min_lift`` is relative: the lower confidence bound of the challenger's
+    off-policy lift must be at least this fraction of the incumbent's value.
+    ``guardrail_margin`` is relative too.
+    """
+
+    mode: str = "off"
+    min_events: int = 5000
+    min_lift: float = 0.02
+    confidence: float = 0.95
+    estimator: str = "dr"
+    retrain_every: int = 5000
+    train_window: int = 50000
+    ramp: tuple[float, ...] = (0.05, 0.25, 1.0)
+    ramp_events: int = 1000
+    holdout: float = 0.05
+    guardrail_margin: float = 0.10
+    guardrail_min_events: int = 300
+    guardrail_window: int = 2000
+
+
+@dataclass(frozen=True)
 class SlotConfig:
     """A page slot, in page order (``position`` 0 is filled first)."""
 
@@ -287,6 +338,8 @@ class SlotConfig:
     exploration: float
     rules: tuple[Rule, ...]
     default: tuple[str, ...]
+    escalation: EscalationSettings = EscalationSettings()
+    tree: TreeSettings = TreeSettings()
 
 
 @dataclass(frozen=True)
@@ -651,7 +704,12 @@ class _Checker:
         names: set[str] = set()
         for i, raw in enumerate(self.listing(value, path, min_len=1)):
             spath = (*path, i)
-            spec = self.mapping(raw, spath, required=("name", "default"), optional=("tier", "exploration", "rules"))
+            spec = self.mapping(
+                raw,
+                spath,
+                required=("name", "default"),
+                optional=("tier", "exploration", "rules", "escalation", "tree"),
+            )
             if spec is None or "name" not in spec:
                 continue
             name = self.name(spec["name"], (*spath, "name"), "slot name")
@@ -671,10 +729,94 @@ class _Checker:
                 if rule:
                     rules.append(rule)
             default = self.item_list(spec.get("default"), (*spath, "default"), item_ids) if "default" in spec else None
-            if name and default:
+            escalation = self.escalation(spec.get("escalation", {}), (*spath, "escalation"))
+            tree = self.tree(spec.get("tree", {}), (*spath, "tree"), context)
+            if name and default and escalation and tree:
                 names.add(name)
-                out.append(SlotConfig(name, len(out), tier, exploration, tuple(rules), default))
+                out.append(SlotConfig(name, len(out), tier, exploration, tuple(rules), default, escalation, tree))
         return tuple(out)
+
+    def escalation(self, value: Any, path: Path) -> EscalationSettings | None:
+        fields = EscalationSettings.__dataclass_fields__
+        spec = self.mapping(value, path, optional=tuple(fields))
+        if spec is None:
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        for key, raw in spec.items():
+            kpath = (*path, key)
+            if key == "mode":
+                if raw not in ESCALATION_MODES:
+                    self.error(kpath, f"unknown mode {raw!r}; use one of: {', '.join(ESCALATION_MODES)}")
+                    ok = False
+                out[key] = raw
+            elif key == "estimator":
+                if raw not in ("dr", "snips", "ips"):
+                    self.error(kpath, f"unknown estimator {raw!r}; use one of: dr, snips, ips")
+                    ok = False
+                out[key] = raw
+            elif key == "ramp":
+                parsed = [self.number(v, (*kpath, i), lo=0, hi=1, lo_open=True) for i, v in enumerate(
+                    self.listing(raw, kpath, min_len=1))]  # fmt: skip
+                steps = [v for v in parsed if v is not None]
+                if len(steps) != len(parsed) or not steps:
+                    ok = False
+                elif steps != sorted(steps) or len(set(steps)) != len(steps):
+                    self.error(kpath, "traffic shares must increase step by step")
+                    ok = False
+                elif steps[-1] != 1.0:
+                    self.error(kpath, "the last step must be 1.0 (the whole traffic)")
+                    ok = False
+                out[key] = tuple(steps)
+            elif key in ("min_events", "retrain_every", "train_window", "ramp_events", "guardrail_min_events",
+                         "guardrail_window"):  # fmt: skip
+                n = self.number(raw, kpath, lo=1, integer=True)
+                ok = ok and n is not None
+                out[key] = n
+            elif key == "confidence":
+                c = self.number(raw, kpath, lo=0.5, hi=0.999)
+                ok = ok and c is not None
+                out[key] = c
+            elif key == "holdout":
+                h = self.number(raw, kpath, lo=0, hi=0.5)
+                ok = ok and h is not None
+                out[key] = h
+            else:  # min_lift, guardrail_margin
+                x = self.number(raw, kpath, lo=-1 if key == "min_lift" else 0, hi=10)
+                ok = ok and x is not None
+                out[key] = x
+        return EscalationSettings(**out) if ok else None
+
+    def tree(self, value: Any, path: Path, context: ContextSchema) -> TreeSettings | None:
+        spec = self.mapping(value, path, optional=tuple(TreeSettings.__dataclass_fields__))
+        if spec is None:
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        limits = {"max_depth": (1, 8), "min_leaf": (1, None), "top_items": (1, 50)}
+        for key, raw in spec.items():
+            kpath = (*path, key)
+            if key in limits:
+                n = self.number(raw, kpath, lo=limits[key][0], hi=limits[key][1], integer=True)
+                ok = ok and n is not None
+                out[key] = n
+            elif key == "weight_clip":
+                x = self.number(raw, kpath, lo=0, lo_open=True)
+                ok = ok and x is not None
+                out[key] = x
+            else:  # features
+                names = self.listing(raw, kpath, min_len=1)
+                for i, fname in enumerate(names):
+                    field_spec = context.by_name.get(fname) if isinstance(fname, str) else None
+                    if field_spec is None:
+                        self.error((*kpath, i), f"unknown context field {fname!r}")
+                        ok = False
+                    elif not field_spec.required and field_spec.default is None:
+                        self.error((*kpath, i), f"{fname!r} may be missing from a request; give it a default or "
+                                   "make it required to split on it")  # fmt: skip
+                        ok = False
+                out[key] = tuple(names)
+        return TreeSettings(**out) if ok else None
 
     def rule(self, value: Any, path: Path, context: ContextSchema, item_ids: set[str], index: int) -> Rule | None:
         spec = self.mapping(value, path, required=("when", "items"), optional=("name",))

@@ -29,7 +29,10 @@ class Decision:
     policy_version
         Identifies the exact policy (config version for rules, snapshot id for models).
     explanation
-        Why: the rule matched (``rule:<name>``, ``default``), later the tree path.
+        Why: the rule matched (``rule:<name>``, ``default``), the tree path.
+    shadow
+        A challenger evaluated beside the served policy and not served:
+        ``{"version", "tier", "pmf"}`` with ``pmf`` aligned with ``candidates``.
     """
 
     slot: str
@@ -41,9 +44,10 @@ class Decision:
     tier: str
     policy_version: str
     explanation: str
+    shadow: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "slot": self.slot,
             "position": self.position,
             "item": self.item,
@@ -54,6 +58,9 @@ class Decision:
             "policy_version": self.policy_version,
             "explanation": self.explanation,
         }
+        if self.shadow is not None:
+            out["shadow"] = self.shadow
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
@@ -67,4 +74,5 @@ class Decision:
             tier=data["tier"],
             policy_version=data["policy_version"],
             explanation=data["explanation"],
+            shadow=data.get("shadow"),
         )

@@ -16,7 +16,6 @@ from bandit.config import StoreConfig
 from bandit.decision import Decision
 from bandit.policy import Policy
 from bandit.rules import RulesPolicy
-from bandit.sampling import uniform_for
 
 
 @dataclass
@@ -43,6 +42,9 @@ class PageFiller:
         self.policies: dict[str, Policy] = {slot.name: RulesPolicy(slot, config.version) for slot in config.slots}
         self.policies.update(policies or {})
         self._publisher = {item.id: item.publisher for item in config.catalog.items}
+        self._publisher_items: dict[str, list[str]] = {}
+        for item in config.catalog.items:
+            self._publisher_items.setdefault(item.publisher, []).append(item.id)
         self._catalog_ids = config.catalog.ids
         self._excluded = config.constraints.exclude
         self._pins = config.constraints.pins
@@ -79,7 +81,7 @@ class PageFiller:
                 blocked.add(pin.item)
         publisher_count: dict[str, int] = {}
         for item in pinned.values():
-            publisher_count[self._publisher[item]] = publisher_count.get(self._publisher[item], 0) + 1
+            self._count_publisher(item, publisher_count, blocked)
         for name in wanted:
             if name in pinned:
                 item = pinned[name]
@@ -87,17 +89,23 @@ class PageFiller:
                     name, self._order[name], item, 1.0, (item,), (1.0,), "pin", self.config.version, "pin"
                 )
             else:
+                # Items of publishers at their cap are in `blocked` too: one pass over the pool per slot.
                 eligible = [i for i in pool if i not in blocked]
-                if self._cap is not None:
-                    cap = self._cap
-                    eligible = [i for i in eligible if publisher_count.get(self._publisher[i], 0) < cap]
                 if not eligible:
                     result.unfilled.append(name)
                     continue
-                decision = self.policies[name].choose(context, eligible, uniform_for(event_id, name), self._order[name])
+                decision = self.policies[name].decide(context, eligible, event_id, self._order[name])
             result.decisions.append(decision)
             if name not in pinned:
                 blocked.add(decision.item)
-                publisher = self._publisher[decision.item]
-                publisher_count[publisher] = publisher_count.get(publisher, 0) + 1
+                self._count_publisher(decision.item, publisher_count, blocked)
         return result
+
+    def _count_publisher(self, item: str, publisher_count: dict[str, int], blocked: set[str]) -> None:
+        """Count ``item`` against its publisher's cap; block the publisher's other items once it is reached."""
+        if self._cap is None:
+            return
+        publisher = self._publisher[item]
+        publisher_count[publisher] = count = publisher_count.get(publisher, 0) + 1
+        if count >= self._cap:
+            blocked.update(self._publisher_items[publisher])

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from bandit.decision import Decision
-from bandit.sampling import sample_index
+from bandit.sampling import sample_index, uniform_for
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -88,6 +88,12 @@ class Policy(ABC):
             policy_version=self.version,
             explanation=explanation,
         )
+
+    def decide(
+        self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
+    ) -> Decision:
+        """Choose for one page view: the random number comes from ``(event_id, slot)``, so it replays exactly."""
+        return self.choose(context, candidates, uniform_for(event_id, self.slot), position)
 
     @abstractmethod
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:

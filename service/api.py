@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -32,6 +34,12 @@ _REWARD_KEYS = frozenset({"event_id", "slot", "event", "reward", "revenue"})
 _JSON = "application/json"
 # A decision stays in storage this long past its window if no learner joins it.
 _UNJOINED_GRACE = 86400.0
+
+
+@lru_cache(maxsize=1024)
+def _decisions_counter(slot: str, tier: str) -> Any:
+    """The labelled child: ``labels()`` validates and locks on every call, and slots × tiers are few."""
+    return metrics.DECISIONS.labels(slot, tier)
 
 
 def _runtime() -> Runtime:
@@ -57,6 +65,8 @@ def _body(runtime: Runtime) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}", "body") from None
+    except RecursionError:  # e.g. 60,000 nested '[' fit under the size limit
+        raise ApiError(400, "invalid_json", "request body is nested too deeply", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_type", "request body must be a JSON object", "body")
     return body
@@ -86,6 +96,13 @@ def _item_list(value: Any, field: str, runtime: Runtime, limit: int) -> list[str
     return value
 
 
+def _huge_int_field(raw_context: Mapping[str, Any]) -> str:
+    for name, value in raw_context.items():
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+            return name
+    return ""  # pragma: no cover - only such an int overflows
+
+
 @bp.post("/rank")
 def rank() -> Response:
     """Fill the page's slots for one shopper and log every decision."""
@@ -99,11 +116,14 @@ def rank() -> Response:
     raw_context = body.get("context", {})
     if not isinstance(raw_context, dict):
         raise ApiError(400, "invalid_type", "must be a JSON object of context fields", "context")
-    context, problems = config.context.normalise(raw_context)
+    try:
+        context, problems = config.context.normalise(raw_context)
+    except OverflowError:  # an integer too large for a float reached math.isfinite()
+        problems = [(_huge_int_field(raw_context), "must be a finite number")]
     if problems:
         name, message = problems[0]
         code = "unknown_field" if name not in config.context.by_name else (
-            "missing_field" if name not in raw_context else "invalid_value")  # fmt: skip
+            "missing_field" if raw_context.get(name) is None else "invalid_value")  # fmt: skip
         raise ApiError(400, code, message, f"context.{name}")
 
     slots = body.get("slots")
@@ -131,7 +151,7 @@ def rank() -> Response:
     page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
     out_slots = []
     for decision in page.decisions:
-        metrics.DECISIONS.labels(decision.slot, decision.tier).inc()
+        _decisions_counter(decision.slot, decision.tier).inc()
         out_slots.append({
             "slot": decision.slot,
             "item": decision.item,
@@ -212,7 +232,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         if "revenue" in body:
             try:
                 revenue = check_reward_number(body["revenue"])
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise ApiError(400, "invalid_value", str(exc), "revenue") from None
             if revenue < 0:
                 raise ApiError(400, "invalid_value", "must be ≥ 0", "revenue")
@@ -224,7 +244,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         kind = "reward"
         try:
             payload = check_reward_number(body["reward"])
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ApiError(400, "invalid_value", str(exc), "reward") from None
         if not math.isfinite(payload):  # pragma: no cover - check_reward_number already refuses
             raise ApiError(400, "invalid_value", "must be a finite number", "reward")

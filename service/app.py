@@ -140,7 +140,7 @@ def create_app(
         prefix = os.environ.get("STOREFRONT_REDIS_PREFIX") or f"sb:{config.name}:"
         storage = RedisStorage.from_url(redis_url, prefix)
 
-    app = Flask("storefront")
+    app = Flask("storefront", static_folder=None)  # no /static route: every route is in /openapi.json
     app.config["MAX_CONTENT_LENGTH"] = config.service.max_body_bytes
     app.config.update(settings or {})
     app.extensions["storefront"] = holder

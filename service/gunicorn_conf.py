@@ -11,7 +11,7 @@ import os
 from prometheus_client import multiprocess
 
 bind = os.environ.get("STOREFRONT_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("STOREFRONT_WORKERS", os.cpu_count() or 2))
+workers = int(os.environ.get("STOREFRONT_WORKERS", 2 * (os.cpu_count() or 1)))  # as `storefront serve`
 worker_class = os.environ.get("STOREFRONT_WORKER_CLASS", "sync")
 threads = int(os.environ.get("STOREFRONT_THREADS", "1"))
 backlog = int(os.environ.get("STOREFRONT_BACKLOG", "2048"))
@@ -23,6 +23,8 @@ max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("STOREFRONT_ACCESS_LOG") or None
 loglevel = os.environ.get("STOREFRONT_LOG_LEVEL", "info")
 proc_name = "storefront-api"
+# gunicorn ≥ 23 opens a control socket under $HOME shared by every instance on the machine; not needed here.
+control_socket_disable = True
 
 
 def child_exit(server, worker):

@@ -8,6 +8,20 @@ writes into the same folder, so one scrape of ``/metrics`` shows both.
 Labels come from small fixed sets: slot names and tiers from the config,
 event types from ``reward.events``, outcomes and error codes from this code.
 Never an item id, a user id or an event id.
+
+How each type behaves across processes (prometheus-client multiprocess mode):
+
+- Counters, the histogram and the summary are summed over every process file,
+  dead processes included, so a worker that gunicorn respawns loses nothing.
+  The summary has no quantiles (they cannot be merged); it exports _count and _sum.
+- Gauges set by the API workers (tier, config info) are ``livemax``: 1 while
+  any live worker serves that value; gunicorn's ``child_exit`` drops a dead
+  worker's values (``mark_process_dead``).
+- Gauges set by the learner are ``mostrecent``: the last value written wins.
+  Nothing marks a dead learner (``storefront serve`` restarts it), so a ``live``
+  or ``max`` mode would keep a crashed learner's value forever; and a process
+  that never sets them (an API worker, or ``serve --no-learner``) exports
+  nothing rather than a misleading 0.
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ JOIN_OUTCOMES = Counter(
 JOINED_REWARD = Summary(
     "storefront_joined_reward",
     "Rewards of slot decisions joined after their window closed (count and sum; the mean is live reward). "
-    "A config with negative rewards makes _sum go down.",
+    "Negative rewards make _sum go down: divide raw _sum by _count, rate() would see a reset.",
     ["slot", "tier"],
 )
 RANK_LATENCY = Histogram(
@@ -70,7 +84,7 @@ SLOT_TIER = Gauge(
 )
 CONFIG_INFO = Gauge(
     "storefront_config_info",
-    "1 for the config version in force.",
+    "1 for the config version in force (while a live worker serves it), 0 for one replaced by a reload.",
     ["store", "version"],
     multiprocess_mode="livemax",
 )
@@ -78,12 +92,12 @@ CONFIG_RELOADS = Counter("storefront_config_reloads_total", "Config reloads by r
 LEARNER_LAG = Gauge(
     "storefront_learner_due_events",
     "Events whose reward window has closed and that the learner has not joined yet.",
-    multiprocess_mode="livemax",
+    multiprocess_mode="mostrecent",
 )
 LEARNER_LAST_RUN = Gauge(
     "storefront_learner_last_run_timestamp_seconds",
     "When the learner last finished a join pass (for a stalled-learner alert).",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -140,7 +140,8 @@ BROKEN = [
     ("unknown-top-level-key", "when: {country: FR}}\n", "when: {country: FR}}\nextras: 1\n", 42, "extras",
      r"^unknown key; allowed here: catalog, context, slots, reward, store, constraints, service$"),
     ("unknown-key-hint", "    exploration: 0.1", "    exploraton: 0.1", 22, "slots[0].exploraton",
-     r"^unknown key \(did you mean 'exploration'\?\); allowed here: name, default, tier, exploration, rules$"),
+     r"^unknown key \(did you mean 'exploration'\?\); allowed here: name, default, tier, exploration, rules, "
+     r"escalation, tree$"),
     ("missing-section", "slots:\n", "slotz:\n", 1, "", r"^missing required key 'slots'$"),
     ("non-mapping-root", BASE, "- just\n- a list\n", 1, "", r"^must be a mapping with keys: catalog, context, "),
     ("unknown-item-in-rule", "items: [b, a]", "items: [b, zz]", 26, "slots[0].rules[0].items[1]",

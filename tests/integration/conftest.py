@@ -64,7 +64,7 @@ def start_service(tmp: Path, config: Path, *extra: str, redis_url: str | None = 
         try:
             if requests.get(f"{service.url}/readyz", timeout=1).status_code == 200:
                 return service
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or workers still booting
             pass
         time.sleep(0.1)
     stop_service(service)

@@ -1,0 +1,148 @@
+"""The VW adapter: pmf over any candidate subset, online learning, save/load, clone, fork guard."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from bandit.config import StoreConfig, parse_config
+from bandit.vw import ExploreADF, FeatureEncoder, RewardRegressor, VWPolicy
+
+CONFIG = """
+catalog:
+  features:
+    genre: {type: category, values: [rhythm, sim, horror]}
+    price: {type: number, min: 0, max: 60}
+    multiplayer: {type: bool}
+  items:
+    - {id: beat-saber, publisher: a, features: {genre: rhythm, price: 30, multiplayer: true}}
+    - {id: msfs, publisher: b, features: {genre: sim, price: 60, multiplayer: true}}
+    - {id: re4, publisher: c, features: {genre: horror, price: 40, multiplayer: false}}
+    - {id: synth, publisher: d, features: {genre: rhythm, price: 25, multiplayer: true}}
+context:
+  country: {type: category, values: [US, JP, DE]}
+  returning: {type: bool}
+  age: {type: integer, min: 10, max: 110}
+  hour: {type: hour}
+slots: [{name: hero, default: beat-saber}]
+reward: {window: 30m, events: {click: 1}}
+"""
+BEST = {"US": "beat-saber", "JP": "synth", "DE": "msfs"}
+
+
+@pytest.fixture(scope="module")
+def config() -> StoreConfig:
+    return parse_config(CONFIG, "vw-test.yaml")
+
+
+@pytest.fixture
+def encoder(config: StoreConfig) -> FeatureEncoder:
+    return FeatureEncoder(config)
+
+
+def train(learner: ExploreADF, rounds: int = 1500) -> None:
+    """Each country has one item that is always rewarded; the rest never."""
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    countries = list(BEST)
+    rng = random.Random(0)
+    for k in range(rounds):
+        country = countries[k % 3]
+        context = {"country": country, "returning": bool(k % 2), "age": 20 + k % 40, "hour": k % 24}
+        chosen = rng.randrange(4)  # logged uniformly at random
+        reward = 1.0 if items[chosen] == BEST[country] else 0.0
+        learner.learn(context, items, chosen, 0.25, reward)
+
+
+def test_encoding(encoder: FeatureEncoder) -> None:
+    shared = encoder.shared({"country": "JP", "returning": False, "age": 60, "hour": 22})
+    assert shared == "shared |c country=JP returning=false age:0.5 age_b=5 hour=22"
+    assert encoder.action("re4") == "|i id=re4 genre=horror price:0.666667 multiplayer=false"
+
+
+@pytest.mark.parametrize("algorithm", ["squarecb", "regcb", "epsilon"])
+def test_pmf_is_a_distribution_over_the_given_candidates(encoder: FeatureEncoder, algorithm: str) -> None:
+    learner = ExploreADF(encoder, algorithm, seed=1)
+    for candidates in (["msfs"], ["re4", "synth"], ["beat-saber", "msfs", "re4", "synth"]):
+        probs = learner.pmf({"country": "US"}, candidates)
+        assert len(probs) == len(candidates)
+        assert math.isclose(math.fsum(probs), 1.0, abs_tol=1e-9) and min(probs) >= 0.0
+    learner.close()
+
+
+def test_squarecb_learns_the_best_item_per_context(encoder: FeatureEncoder) -> None:
+    learner = ExploreADF(encoder, "squarecb", seed=1)
+    train(learner)
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    for country, best in BEST.items():
+        probs = learner.pmf({"country": country, "returning": True, "age": 30, "hour": 12}, items)
+        assert items[max(range(4), key=probs.__getitem__)] == best, (country, probs)
+        assert probs[items.index(best)] > 0.5
+    # a candidate subset keeps the alignment: the best item wins wherever it sits
+    subset = ["synth", "re4"]
+    probs = learner.pmf({"country": "JP", "returning": True, "age": 30, "hour": 12}, subset)
+    assert probs[0] > probs[1]
+    assert learner.learned_ == 1500
+
+
+def test_save_load_and_clone(encoder: FeatureEncoder, tmp_path: Path) -> None:
+    learner = ExploreADF(encoder, "squarecb", seed=3)
+    train(learner, 600)
+    path = tmp_path / "hero.vw"
+    learner.save(path)
+    loaded = ExploreADF(encoder, "squarecb", model_path=path)
+    context = {"country": "DE", "returning": False, "age": 40, "hour": 3}
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    assert loaded.pmf(context, items) == pytest.approx(learner.pmf(context, items), abs=1e-6)
+    fresh = learner.clone()
+    assert fresh.learned_ == 0
+    assert fresh.pmf(context, items) == pytest.approx([0.25] * 4)
+
+
+def test_same_seed_same_learning(encoder: FeatureEncoder) -> None:
+    a, b = ExploreADF(encoder, seed=5), ExploreADF(encoder, seed=5)
+    train(a, 300)
+    train(b, 300)
+    context = {"country": "US", "returning": True, "age": 20, "hour": 8}
+    assert a.pmf(context, ["msfs", "synth", "re4"]) == b.pmf(context, ["msfs", "synth", "re4"])
+
+
+def test_workspace_refuses_to_cross_a_fork(encoder: FeatureEncoder) -> None:
+    learner = ExploreADF(encoder)
+    learner.pmf({"country": "US"}, ["msfs"])
+    learner._workspace._pid = -1  # as a forked child would see it
+    with pytest.raises(RuntimeError, match="across fork"):
+        learner.pmf({"country": "US"}, ["msfs"])
+
+
+def test_bad_arguments(encoder: FeatureEncoder) -> None:
+    with pytest.raises(ValueError, match="unknown VW algorithm 'ucb'"):
+        ExploreADF(encoder, "ucb")
+    with pytest.raises(ValueError, match="reward_scale"):
+        ExploreADF(encoder, reward_scale=0)
+
+
+def test_reward_regressor_learns_rewards(encoder: FeatureEncoder, tmp_path: Path) -> None:
+    model = RewardRegressor(encoder, reward_scale=10.0, seed=1)
+    for k in range(3000):
+        country = list(BEST)[k % 3]
+        item = ["beat-saber", "msfs", "re4", "synth"][k % 4]
+        model.learn({"country": country}, item, 8.0 if item == BEST[country] else 1.0)
+    scores = model.predict({"country": "JP"}, ["beat-saber", "synth", "msfs"])
+    assert scores[1] == pytest.approx(8.0, abs=1.0) and scores[0] == pytest.approx(1.0, abs=1.0)
+    model.save(tmp_path / "critic.vw")
+    loaded = RewardRegressor(encoder, reward_scale=10.0, model_path=tmp_path / "critic.vw")
+    assert loaded.predict({"country": "JP"}, ["synth"]) == pytest.approx(scores[1:2], abs=1e-6)
+
+
+def test_vw_policy_fulfils_the_policy_contract(encoder: FeatureEncoder) -> None:
+    policy = VWPolicy("hero", ExploreADF(encoder, seed=2))
+    candidates = ["beat-saber", "msfs", "re4"]
+    decision = policy.choose({"country": "US"}, candidates, 0.7, 0)
+    assert decision.tier == "vw" and decision.item in candidates and decision.propensity > 0
+    assert decision.pmf[candidates.index(decision.item)] == decision.propensity
+    assert decision.explanation.startswith("vw:squarecb:")
+    assert policy.choose({"country": "US"}, candidates, 0.7, 0) == decision
+    assert policy.clone().learner.learned_ == 0
