@@ -293,15 +293,12 @@ class TreeSettings:
         always carries (required, or with a default).
     top_items
         How many items each leaf lists, best first.
-    weight_clip
-        Cap on the importance weight ``1/μ`` in the training scores.
     """
 
     max_depth: int = 3
     min_leaf: int = 200
     features: tuple[str, ...] = ()
     top_items: int = 5
-    weight_clip: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -800,10 +797,6 @@ class _Checker:
                 n = self.number(raw, kpath, lo=limits[key][0], hi=limits[key][1], integer=True)
                 ok = ok and n is not None
                 out[key] = n
-            elif key == "weight_clip":
-                x = self.number(raw, kpath, lo=0, lo_open=True)
-                ok = ok and x is not None
-                out[key] = x
             else:  # features
                 names = self.listing(raw, kpath, min_len=1)
                 for i, fname in enumerate(names):

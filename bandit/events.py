@@ -99,6 +99,8 @@ def joined_records(
                 "defaulted": not posted,
             }
         )
+        if decision.get("shadow") is not None:  # the challenger's pmf, logged beside the served one
+            out[-1]["shadow"] = decision["shadow"]
     return out
 
 

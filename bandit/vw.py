@@ -222,9 +222,14 @@ class ExploreADF:
 
 
 class RewardRegressor:
-    """Squared-loss regression of reward on context × item features (a reward model for DM/DR and critics).
+    """Regression on context × item features: a reward model for DM/DR, trees and critics.
 
-    Parameters are those of :class:`ExploreADF` (no algorithm); predictions are in reward units.
+    ``loss="squared"`` (default) predicts the reward itself, in reward units.
+    ``loss="logistic"`` predicts the probability that the reward is positive
+    (labels ``reward > 0``); :class:`bandit.evaluation.CrossFitRewardModel`
+    multiplies it by each item's mean positive reward (a hurdle model), which
+    is far less noisy than squared loss when rewards are mostly zero with rare
+    large purchases.  Other parameters are those of :class:`ExploreADF`.
     """
 
     def __init__(
@@ -234,24 +239,34 @@ class RewardRegressor:
         seed: int = 0,
         extra_args: str = "",
         model_path: str | Path | None = None,
+        loss: str = "squared",
     ):
+        if loss not in ("squared", "logistic"):
+            raise ValueError(f"loss must be 'squared' or 'logistic', got {loss!r}")
         self.encoder = encoder
         self.reward_scale = float(reward_scale)
         self.seed = seed
         self.extra_args = extra_args
-        args = f"-q ci --quiet --random_seed {seed} {extra_args}".strip()
+        self.loss = loss
+        link = "--loss_function logistic --link logistic " if loss == "logistic" else ""
+        args = f"{link}-q ci --quiet --random_seed {seed} {extra_args}".strip()
         if model_path is not None:
             args = f"--quiet -i {model_path}"
         self._workspace = _Workspace(args)
         self.learned_ = 0
 
     def predict(self, context: Mapping[str, Any], candidates: Sequence[str]) -> list[float]:
+        """Predicted reward (squared) or probability of a positive reward (logistic) per candidate."""
         ws = self._workspace.get()
         ctx = self.encoder.context_features(context)
-        return [float(ws.predict(f"{ctx} {self.encoder.action(c)}")) * self.reward_scale for c in candidates]
+        scale = 1.0 if self.loss == "logistic" else self.reward_scale
+        return [float(ws.predict(f"{ctx} {self.encoder.action(c)}")) * scale for c in candidates]
 
     def learn(self, context: Mapping[str, Any], item: str, reward: float, weight: float = 1.0) -> None:
-        label = f"{float(reward) / self.reward_scale:.9g} {weight:.9g}"
+        if self.loss == "logistic":
+            label = f"{1 if reward > 0 else -1} {weight:.9g}"
+        else:
+            label = f"{float(reward) / self.reward_scale:.9g} {weight:.9g}"
         self._workspace.get().learn(f"{label} {self.encoder.context_features(context)} {self.encoder.action(item)}")
         self.learned_ += 1
 
@@ -259,7 +274,7 @@ class RewardRegressor:
         self._workspace.save(path)
 
     def clone(self) -> RewardRegressor:
-        return RewardRegressor(self.encoder, self.reward_scale, self.seed, self.extra_args)
+        return RewardRegressor(self.encoder, self.reward_scale, self.seed, self.extra_args, loss=self.loss)
 
     def close(self) -> None:
         self._workspace.finish()

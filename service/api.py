@@ -24,6 +24,7 @@ from service import metrics
 from service.app import ConfigHolder, Runtime
 from service.errors import ApiError
 from service.ids import event_time, new_event_id
+from service.ladders import slot_status
 from service.storage import ACCEPTED, DUPLICATE, Storage
 
 log = logging.getLogger("storefront")
@@ -278,7 +279,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
 
 @bp.get("/slots")
 def slots() -> Response:
-    """Each slot's tier, config version and counters."""
+    """Each slot's live tier and escalation stage, config version and counters."""
     runtime = _runtime()
     config = runtime.config
     try:
@@ -294,7 +295,7 @@ def slots() -> Response:
         out.append({
             "slot": slot.name,
             "position": slot.position,
-            "tier": slot.tier,
+            **slot_status(slot, runtime.states.get(slot.name)),
             "exploration": slot.exploration,
             "config_version": config.version,
             "counts": {

@@ -6,6 +6,9 @@
 ``storefront export``    write the joined log as JSONL
 ``storefront bench``     benchmarks that print numbers
 ``storefront simulate``  dry-run a config against simulated shoppers
+``storefront evaluate``  off-policy estimates of a policy's value on a joined log
+``storefront replay``    off-policy dry run of a new config on a joined log, rule by rule
+``storefront tree``      show or export a slot's learned tree as rules
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print numbers", description="Benchmarks.")
     bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
     _optional_parsers(sub, bench_sub)
+    _ope_parsers(sub, bench_sub)
     return parser
 
 
@@ -127,6 +131,13 @@ def _optional_parsers(sub: Any, bench_sub: Any) -> None:
         return
     simulator_cli.add_simulate_parser(sub)
     simulator_cli.add_bench_simulate_parser(bench_sub)
+
+
+def _ope_parsers(sub: Any, bench_sub: Any) -> None:
+    """``evaluate``, ``replay``, ``tree show|export`` and ``bench ope`` (off-policy evaluation; service/ope_cli.py)."""
+    from service import ope_cli
+
+    ope_cli.add_parsers(sub, bench_sub)
 
 
 def _log_level(p: argparse.ArgumentParser) -> None:
@@ -280,7 +291,7 @@ def _serve_state(data_dir: str) -> dict[str, Any]:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    from service.learner import Joiner, run_forever
+    from service.learner import Joiner, LadderRunner, run_forever, wants_ladders
 
     config = _load_or_exit(args.config)
     storage = _storage_from(args, config)
@@ -289,11 +300,16 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
         start_http_server(args.metrics_port)
     joiner = Joiner(storage, config, grace=args.join_grace)
+    # Escalation runs beside the join when a slot asks for it; one learner at a time holds its lease.
+    ladders = LadderRunner(storage, config) if wants_ladders(config) else None
     if args.once:
         stats = joiner.run_once()
         print(f"joined {stats.joined} rewarded and {stats.defaulted} defaulted decisions; {stats.expired} expired")
+        if ladders is not None:
+            print(f"ladders: {len(ladders.run_once())} transitions")
+            ladders.release()
         return 0
-    run_forever(joiner, args.interval)
+    run_forever(joiner, args.interval, ladders=ladders)
     return 0
 
 

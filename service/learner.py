@@ -13,16 +13,27 @@ Later tiers hang their training on the joined stream; this module only joins.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from bandit.config import StoreConfig
 from bandit.events import joined_records
+from bandit.ladder import ArmStats, SlotLadder, SlotState
+from bandit.learner import Learner
 from service import metrics
-from service.storage import RedisStorage
+from service.ladders import announce, publish_stage
+from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage
 
 log = logging.getLogger("storefront.learner")
 
@@ -108,13 +119,270 @@ class Joiner:
         return stats
 
 
-def run_forever(joiner: Joiner, interval: float, stop: threading.Event | None = None) -> None:
-    """Join in a loop until SIGTERM/SIGINT (or ``stop`` is set)."""
+def _state_text(state: SlotState) -> str:
+    return json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class _Memory:
+    """What a ladder learned in memory from one batch, to undo when its state must be re-read."""
+
+    state: SlotState
+    buffer: deque[Mapping[str, Any]]
+    since_challenger: list[Mapping[str, Any]]
+    arms: dict[str, ArmStats]
+    health_errors: int
+
+    @classmethod
+    def take(cls, ladder: SlotLadder) -> _Memory:
+        arms = {k: ArmStats(deque(v.rewards)) for k, v in ladder.arms.items()}
+        return cls(copy.deepcopy(ladder.state), copy.copy(ladder.buffer), list(ladder.since_challenger), arms,
+                   ladder.health_errors)  # fmt: skip
+
+    def restore(self, ladder: SlotLadder) -> None:
+        ladder.state = self.state
+        ladder.buffer = self.buffer
+        ladder.since_challenger = self.since_challenger
+        ladder.arms = self.arms
+        ladder.health_errors = self.health_errors
+
+
+LearnerFactory = Callable[[StoreConfig, Mapping[str, SlotState]], Learner]
+
+
+@dataclass
+class LadderRunner:
+    """Runs every slot's escalation from the joined stream, as the single writer of ladder states.
+
+    Parameters
+    ----------
+    storage
+        The Redis storage the joiner appends to.
+    config
+        The store config.
+    learner_factory
+        ``(config, restored states) -> Learner``; tests replace the trainer and gate this way.
+    lease_ttl
+        Seconds the lease lasts without renewal: how long a standby waits after the holder dies.
+    batch
+        Joined records read (and saved after) per step.
+    holder
+        This runner's id in the lease (default: host, pid and a random suffix).
+    """
+
+    storage: RedisStorage
+    config: StoreConfig
+    learner_factory: LearnerFactory | None = None
+    lease_ttl: float = 10.0
+    batch: int = 1000
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    max_batches: int = 50
+    learner: Learner | None = field(default=None, init=False)
+    cursor: str | None = field(default=None, init=False)
+    _revs: dict[str, int] = field(default_factory=dict, init=False)
+    _saved: dict[str, str] = field(default_factory=dict, init=False)
+    _tiers: dict[str, str] = field(default_factory=dict, init=False)
+
+    @property
+    def active(self) -> bool:
+        """True while this runner holds the lease and runs the ladders."""
+        return self.learner is not None
+
+    def _new_learner(self, states: Mapping[str, SlotState]) -> Learner:
+        if self.learner_factory is not None:
+            return self.learner_factory(self.config, states)
+        return Learner(self.config, states)
+
+    # ---- one pass ----------------------------------------------------------------------------
+
+    def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Renew the lease; if held, learn from every new joined record; returns the transitions made."""
+        if not self.storage.acquire_lease(self.holder, self.lease_ttl):
+            if self.learner is not None:
+                log.warning("ladder lease taken by %s; this learner only joins now", self.storage.lease_holder())
+                self.learner = None
+            return []
+        if self.learner is None:
+            self._restore()
+        assert self.learner is not None
+        self._adopt()
+        errors = self.storage.drain_health()
+        for slot, n in errors.items():
+            ladder = self.learner.ladders.get(slot)
+            if ladder is not None:
+                log.warning("slot %s: workers report %d challenger failure(s)", slot, n)
+                for _ in range(min(n, 1000)):
+                    ladder.report_error()
+        transitions: list[dict[str, Any]] = []
+        force = bool(errors)
+        for _ in range(self.max_batches):
+            entries = self.storage.joined_after(self.cursor, self.batch)
+            if not entries and not force:
+                break
+            transitions += self._step(entries, now)
+            force = False
+            if self.learner is None or len(entries) < self.batch:
+                break
+            if not self.storage.acquire_lease(self.holder, self.lease_ttl):
+                self.learner = None
+                break
+        return transitions
+
+    def _step(self, entries: list[tuple[str, dict[str, Any]]], now: float | None) -> list[dict[str, Any]]:
+        """Observe one batch and save what changed with the new cursor, atomically."""
+        learner = self.learner
+        assert learner is not None
+        now = time.time() if now is None else now
+        records = [record for _, record in entries]
+        cursor = entries[-1][0] if entries else self.cursor
+        memory = {slot: _Memory.take(ladder) for slot, ladder in learner.ladders.items()}
+        made = learner.observe(records, now)
+        for _ in range(10):
+            texts = {slot: _state_text(ladder.state) for slot, ladder in learner.ladders.items()}
+            changed = [slot for slot, text in texts.items() if text != self._saved.get(slot)]
+            writes = [
+                LadderWrite(slot, learner.ladders[slot].state.to_json(), self._revs.get(slot, 0),
+                            tuple(t for t in made if t.get("slot") == slot))
+                for slot in changed
+            ]  # fmt: skip
+            try:
+                self.storage.save_ladders(writes, cursor=cursor, lease_holder=self.holder)
+            except LeaseLost:
+                log.warning("lost the ladder lease before saving; %d records will be learned by its new holder",
+                            len(records))  # fmt: skip
+                self.learner = None
+                return []
+            except LadderConflict as exc:
+                # The admin API saved these slots since we read them: take its state, learn the batch on it.
+                for slot in exc.slots:
+                    memory[slot].restore(learner.ladders[slot])
+                    self._adopt_slot(slot)
+                    made = [t for t in made if t.get("slot") != slot]
+                    made += learner.ladders[slot].observe([r for r in records if r.get("slot") == slot], now)
+                continue
+            for slot in changed:
+                self._revs[slot] = self._revs.get(slot, 0) + 1
+                self._saved[slot] = texts[slot]
+            self.cursor = cursor
+            for entry in made:
+                announce(entry, "learner")
+            for slot in {str(t.get("slot")) for t in made}:
+                self._publish(slot)
+            return made
+        raise RuntimeError("ladder states kept changing while being saved; retrying next pass")
+
+    # ---- starting, and following the admin API -------------------------------------------------
+
+    def _restore(self) -> None:
+        """Take over: the saved states and cursor, and each ladder's training buffer from the stream tail."""
+        stored = self.storage.load_ladders(self.config.slot_names)
+        states: dict[str, SlotState] = {}
+        self._revs, self._saved = {}, {}
+        for slot, entry in stored.items():
+            self._revs[slot] = entry.rev
+            try:
+                if entry.state is None:
+                    raise ValueError("not JSON")
+                states[slot] = SlotState.from_json(entry.state)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("slot %s: saved ladder state unreadable (%s); starting it afresh on rules", slot, exc)
+                continue
+            self._saved[slot] = _state_text(states[slot])
+        self.cursor = self.storage.ladder_cursor()
+        self.learner = self._new_learner(states)
+        rebuilt = self._rebuild_buffers()
+        for slot in self.learner.ladders:
+            self._publish(slot)
+        log.info("ladder runner %s holds the lease: %d slot(s), resuming after stream id %s (%d records re-read for "
+                 "training buffers)", self.holder, len(self.learner.ladders), self.cursor or "-", rebuilt)  # fmt: skip
+
+    def _rebuild_buffers(self) -> int:
+        """Refill each ladder's training window with its slot's last records up to the cursor (learned already)."""
+        assert self.learner is not None
+        ladders = self.learner.ladders
+        need = {slot: ladder.buffer.maxlen or ladder.settings.train_window for slot, ladder in ladders.items()}
+        got: dict[str, list[Mapping[str, Any]]] = {slot: [] for slot in ladders}
+        budget = max(need.values(), default=0) * max(len(ladders), 1)
+        end, inclusive, read = self.cursor, True, 0
+        while end and read < budget and any(len(got[s]) < need[s] for s in ladders):
+            entries = self.storage.joined_before(end, min(1000, budget - read), inclusive=inclusive)
+            if not entries:
+                break
+            read += len(entries)
+            for _, record in entries:
+                slot = record.get("slot")
+                if slot in got and record.get("tier") != "pin" and len(got[slot]) < need[slot]:
+                    got[slot].append(record)
+            end, inclusive = entries[-1][0], False
+        for slot, ladder in ladders.items():
+            ladder.buffer.extend(reversed(got[slot]))
+            state = ladder.state
+            pending = state.seen - state.challenger_since
+            if state.stage in ("shadow", "approval") and pending > 0:
+                ladder.since_challenger = list(ladder.buffer)[-pending:]
+        return read
+
+    def _adopt(self) -> None:
+        """Take every state another writer (the admin API) saved since we last read or wrote it."""
+        assert self.learner is not None
+        revs = self.storage.ladder_revs(list(self.learner.ladders))
+        for slot, rev in revs.items():
+            if rev != self._revs.get(slot, 0):
+                self._adopt_slot(slot)
+
+    def _adopt_slot(self, slot: str) -> None:
+        assert self.learner is not None
+        entry = self.storage.load_ladders([slot]).get(slot)
+        if entry is None:
+            return
+        ladder = self.learner.ladders[slot]
+        self._revs[slot] = entry.rev
+        try:
+            if entry.state is None:
+                raise ValueError("not JSON")
+            state = SlotState.from_json(entry.state)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.error("slot %s: ladder state rev %d unreadable (%s); keeping ours", slot, entry.rev, exc)
+            return
+        ladder.state = state  # the training buffer stays: it is data, not state
+        self._saved[slot] = _state_text(state)
+        log.info("slot %s: adopted ladder state rev %d saved by another writer (stage %s%s)", slot, entry.rev,
+                 state.stage, ", frozen" if state.frozen else "")  # fmt: skip
+        self._publish(slot)
+
+    def _publish(self, slot: str) -> None:
+        assert self.learner is not None
+        state = self.learner.ladders[slot].state
+        publish_stage(slot, state.stage)
+        tier = str(state.incumbent.get("tier", "rules"))
+        old = self._tiers.get(slot)
+        if old is not None and old != tier:
+            metrics.SLOT_TIER.labels(slot, old).set(0)
+        metrics.SLOT_TIER.labels(slot, tier).set(1)
+        self._tiers[slot] = tier
+
+    def release(self) -> None:
+        """Give the lease up (on a clean stop) so a standby takes over at once."""
+        if self.learner is not None:
+            self.storage.release_lease(self.holder)
+            self.learner = None
+
+
+def wants_ladders(config: StoreConfig) -> bool:
+    """True when some slot escalates (its mode is not ``off``)."""
+    return any(slot.escalation.mode != "off" for slot in config.slots)
+
+
+def run_forever(
+    joiner: Joiner, interval: float, stop: threading.Event | None = None, ladders: LadderRunner | None = None
+) -> None:
+    """Join (and run the ladders, when given) in a loop until SIGTERM/SIGINT (or ``stop`` is set)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.info("learner joining every %.1fs", interval)
+    ladder_note = "; running the ladders while holding the lease" if ladders else ""
+    log.info("learner joining every %.1fs%s", interval, ladder_note)
     while not stop.is_set():
         try:
             stats = joiner.run_once()
@@ -123,5 +391,17 @@ def run_forever(joiner: Joiner, interval: float, stop: threading.Event | None = 
         except Exception:  # keep the loop alive through a Redis outage; the error is logged
             metrics.STORAGE_ERRORS.labels("join").inc()
             log.exception("join pass failed; retrying in %.1fs", interval)
+        if ladders is not None:
+            try:
+                ladders.run_once()
+            except Exception:  # the states in Redis are intact: the next pass starts from them
+                metrics.STORAGE_ERRORS.labels("ladder").inc()
+                log.exception("ladder pass failed; retrying in %.1fs", interval)
+                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
         stop.wait(interval)
+    if ladders is not None:
+        try:
+            ladders.release()
+        except Exception:  # a lease that is not released expires on its own
+            log.warning("ladder lease not released; it expires in %.0fs", ladders.lease_ttl)
     log.info("learner stopped")

@@ -100,6 +100,30 @@ LEARNER_LAST_RUN = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+LADDER_TRANSITIONS = Counter(
+    "storefront_ladder_transitions_total",
+    "Escalation transitions by slot and kind (trained, rejected, awaiting_approval, ramp, promoted, rollback, "
+    "fallback, freeze, unfreeze, train_skipped), from the learner and the admin API.",
+    ["slot", "transition"],
+)
+LADDER_STAGE = Gauge(
+    "storefront_ladder_stage",
+    "1 for each slot's current escalation stage (incumbent, shadow, approval, ramp, promoted), 0 for the others.",
+    ["slot", "stage"],
+    multiprocess_mode="mostrecent",
+)
+SNAPSHOT_ERRORS = Counter(
+    "storefront_snapshot_errors_total",
+    "Ladder states or model snapshots a worker refused (corrupt, or not fitting the config); the slot kept serving "
+    "its current policy.",
+    ["slot"],
+)
+CHALLENGER_ERRORS = Counter(
+    "storefront_challenger_errors_total",
+    "Decisions where the challenger (shadow or ramp arm) failed and the slot's primary policy served alone.",
+    ["slot"],
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text of every metric, merged across processes when in multiprocess mode."""

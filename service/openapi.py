@@ -21,6 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from bandit.config import DAYS, ContextField, StoreConfig
+from bandit.ladder import STAGES
 
 API_VERSION = "1.0.0"
 
@@ -61,10 +62,31 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "body_too_large": (413, "The request body is larger than `service.max_body_bytes` (field `body`)."),
     "storage_unavailable": (503, "Redis is unreachable, so the reward cannot be stored; retry later."),
+    "admin_disabled": (
+        404,
+        "The admin API is off: no token is configured. Set `STOREFRONT_ADMIN_TOKEN` in the service's environment and "
+        "send it as `Authorization: Bearer <token>`.",
+    ),
+    "unauthorized": (401, "An admin endpoint was called without the admin token, or with a wrong one."),
+    "invalid_transition": (
+        409,
+        "The admin action does not apply to the slot's stage, e.g. `promote` with no challenger or `rollback` of a "
+        "slot already on rules with nothing to roll back; the message says why.",
+    ),
+    "concurrent_update": (409, "The slot's state kept changing while an admin action was applied; retry."),
     "not_found": (404, "No endpoint at this path."),
     "method_not_allowed": (405, "The endpoint exists but not for this HTTP method; the `Allow` header lists those."),
     "internal": (500, "A bug in the service; the service log has the traceback. Never expected."),
 }
+
+#: Codes some endpoint answers with another status than their main one in :data:`ERROR_CODES`.
+EXTRA_STATUSES: dict[str, tuple[int, ...]] = {"unknown_slot": (404,)}
+
+
+def statuses(code: str) -> tuple[int, ...]:
+    """Every HTTP status ``code`` is answered with."""
+    return (ERROR_CODES[code][0], *EXTRA_STATUSES.get(code, ()))
+
 
 _RANK_400 = (
     "invalid_json",
@@ -89,6 +111,8 @@ _REWARD_400 = (
 )
 #: What the response's ``tier`` can say: the ladder's tiers, and ``pin`` for a pinned item.
 SERVED_TIERS = ("rules", "tree", "gradient", "pin")
+_STAGES = STAGES
+_LADDER_FIELDS = ("tier", "mode", "stage", "share", "incumbent_version", "challenger_version", "frozen", "last_gate")
 # An id of the documented shape; examples use it where a real id from /v1/rank goes.
 EXAMPLE_EVENT_ID = "0190a4f3c2b7e1d2c3b4a5f6e7d"
 
@@ -106,8 +130,10 @@ def openapi_document(config: StoreConfig) -> dict[str, Any]:
     >>> from bandit.config import load_config
     >>> config = load_config(Path(__file__).parent.parent / "examples" / "storefront.yaml")
     >>> doc = openapi_document(config)
-    >>> doc["openapi"], sorted(doc["paths"])
+    >>> doc["openapi"], [path for path in sorted(doc["paths"]) if not path.startswith("/v1/admin/")]
     ('3.1.0', ['/healthz', '/metrics', '/openapi.json', '/readyz', '/v1/rank', '/v1/reward', '/v1/slots'])
+    >>> sorted(doc["paths"])[4:6]
+    ['/v1/admin/slots', '/v1/admin/slots/{slot}']
     >>> doc["components"]["schemas"]["SlotName"]["enum"], openapi_document(config) is doc
     (['hero', 'row-1', 'row-2'], True)
     """
@@ -143,7 +169,7 @@ def _error(status: int, codes: tuple[str, ...], example: tuple[str, str | None, 
 
     ``example`` is ``(code, field, message)`` of a typical instance.
     """
-    assert all(ERROR_CODES[c][0] == status for c in codes), codes
+    assert all(status in statuses(c) for c in codes), codes
     lines = "\n".join(f"- `{c}`: {ERROR_CODES[c][1]}" for c in codes)
     schema = {
         "allOf": [_ref("Error")],
@@ -269,6 +295,36 @@ def _build(config: StoreConfig) -> dict[str, Any]:
             {"slot": name, "item": default_items[name], "propensity": 0.9, "tier": "rules", "explanation": "default"}
             for name in slot_names
         ],
+    }
+
+    ladder_properties: dict[str, Any] = {
+        "tier": {
+            "type": "string",
+            "description": "The tier serving the slot: its ladder's incumbent (`rules`, `tree`), else the configured "
+            "tier.",
+        },
+        "mode": {"type": "string", "enum": ["auto", "manual", "off"], "description": "The slot's escalation mode."},
+        "stage": {
+            "type": "string",
+            "enum": list(_STAGES),
+            "description": "Escalation stage: `incumbent` (no challenger), `shadow` (challenger logged beside every "
+            "decision, not served), `approval` (gate passed, waiting for an operator), `ramp`, `promoted`.",
+        },
+        "share": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "Traffic share of the secondary arm: the challenger during a ramp, the previous tier as "
+            "holdout after a promotion; 0 otherwise.",
+        },
+        "incumbent_version": {"type": ["string", "null"], "description": "Snapshot version of the incumbent model."},
+        "challenger_version": {"type": ["string", "null"], "description": "Snapshot version of the challenger."},
+        "frozen": {"type": "boolean", "description": "An operator froze the slot: no automatic transition."},
+        "last_gate": {
+            "type": ["object", "null"],
+            "description": "The last gate result: `passed`, `reason`, the estimator, `n`, the values and the lift "
+            "with its confidence bounds.",
+        },
     }
 
     schemas: dict[str, Any] = {
@@ -463,11 +519,11 @@ def _build(config: StoreConfig) -> dict[str, Any]:
         "SlotStatus": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["slot", "position", "tier", "exploration", "config_version", "counts"],
+            "required": ["slot", "position", *_LADDER_FIELDS, "exploration", "config_version", "counts"],
             "properties": {
                 "slot": _ref("SlotName"),
                 "position": {"type": "integer", "minimum": 0, "description": "Page order; 0 is filled first."},
-                "tier": {"type": "string", "description": "The tier serving the slot."},
+                **ladder_properties,
                 "exploration": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                 "config_version": {"type": "string"},
                 "counts": {
@@ -489,6 +545,107 @@ def _build(config: StoreConfig) -> dict[str, Any]:
                         },
                     },
                 },
+            },
+        },
+        "AdminSlotStatus": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "slot",
+                "position",
+                *_LADDER_FIELDS,
+                "incumbent",
+                "challenger",
+                "previous",
+                "seen",
+                "state_version",
+                "rev",
+                "cursor",
+                "config_version",
+            ],
+            "properties": {
+                "slot": _ref("SlotName"),
+                "position": {"type": "integer", "minimum": 0},
+                **ladder_properties,
+                "incumbent": {"type": "string", "description": "The incumbent arm: `rules` or `tree:<version>`."},
+                "challenger": {"type": ["string", "null"], "description": "The challenger arm, if any."},
+                "previous": {
+                    "type": ["string", "null"],
+                    "description": "The arm a promotion replaced (served as holdout; a rollback returns to it).",
+                },
+                "seen": {"type": "integer", "minimum": 0, "description": "Joined events the ladder learned from."},
+                "state_version": {"type": "integer", "minimum": 0, "description": "Bumped by every transition."},
+                "rev": {"type": "integer", "minimum": 0, "description": "Bumped by every save of the state."},
+                "cursor": {
+                    "type": ["string", "null"],
+                    "description": "Joined-stream id the learner had learned up to at the last save.",
+                },
+                "config_version": {"type": "string"},
+                "error": {"type": "string", "description": "Present when the saved state cannot be read."},
+            },
+        },
+        "AdminSlotsResponse": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["store", "config_version", "slots"],
+            "properties": {
+                "store": {"type": "string"},
+                "config_version": {"type": "string"},
+                "slots": {"type": "array", "items": _ref("AdminSlotStatus")},
+            },
+        },
+        "Transition": {
+            "type": "object",
+            "description": "One history entry: what changed, when (`at`, seconds since the epoch), why and by whom "
+            "(`actor` is `admin` for the admin API); gate and guardrail details when they decided.",
+            "required": ["at", "slot", "transition", "stage", "reason"],
+            "properties": {
+                "at": {"type": "number"},
+                "slot": _ref("SlotName"),
+                "transition": {
+                    "type": "string",
+                    "description": "`trained`, `train_skipped`, `rejected`, `awaiting_approval`, `ramp`, `promoted`, "
+                    "`rollback`, `fallback`, `freeze` or `unfreeze`.",
+                },
+                "stage": {"type": "string", "enum": list(_STAGES), "description": "The stage after it."},
+                "reason": {"type": "string"},
+                "actor": {"type": "string"},
+                "note": {"type": "string", "description": "The operator's `reason`, for an admin action."},
+            },
+        },
+        "AdminSlotDetail": {
+            "allOf": [{"$ref": "#/components/schemas/AdminSlotStatus"}],
+            "type": "object",
+            "required": ["state", "history"],
+            "properties": {
+                "state": {
+                    "type": ["object", "null"],
+                    "description": "The saved ladder state without its history (null when none is saved): arms "
+                    "with their snapshots, counters, last gate.",
+                },
+                "history": {
+                    "type": "array",
+                    "items": _ref("Transition"),
+                    "description": "The slot's transitions, newest first (the last 100).",
+                },
+            },
+            "unevaluatedProperties": False,
+        },
+        "AdminActionRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Optional body of an admin action.",
+            "properties": {"reason": {"type": "string", "maxLength": 500, "description": "Kept in the history."}},
+        },
+        "AdminActionResponse": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["slot", "action", "transition", "status"],
+            "properties": {
+                "slot": _ref("SlotName"),
+                "action": {"type": "string", "enum": ["promote", "rollback", "freeze", "unfreeze"]},
+                "transition": _ref("Transition"),
+                "status": _ref("AdminSlotStatus"),
             },
         },
         "Health": {
@@ -519,6 +676,8 @@ def _build(config: StoreConfig) -> dict[str, Any]:
             },
         },
     }
+
+    admin_paths = _admin_paths(slot_names)
 
     rank_op = {
         "operationId": "rank",
@@ -612,13 +771,14 @@ def _build(config: StoreConfig) -> dict[str, Any]:
         "/v1/reward": {"post": reward_op},
         "/v1/slots": get(
             "slots",
-            "Each slot's tier, config version and counters",
+            "Each slot's live tier, escalation stage, config version and counters",
             _json(
                 _ref("SlotsResponse"),
                 "The slots in page order; counts are zero with `counts_available: false` when Redis is unreachable.",
             ),
             "store",
         ),
+        **admin_paths,
         "/healthz": get("healthz", "Liveness: the process answers", _json(_ref("Health"), "Up."), "ops"),
         "/readyz": get(
             "readyz",
@@ -670,7 +830,79 @@ def _build(config: StoreConfig) -> dict[str, Any]:
         "tags": [
             {"name": "store", "description": "Called by the web store."},
             {"name": "ops", "description": "Probes, metrics and this document."},
+            {"name": "admin", "description": "Escalation status and operator actions (bearer token)."},
         ],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The admin token of `$STOREFRONT_ADMIN_TOKEN`.",
+                }
+            },
+        },
     }
+
+
+def _admin_paths(slot_names: list[str]) -> dict[str, Any]:
+    """The admin endpoints: status, history, and one POST per operator action."""
+    slot_param = {"name": "slot", "in": "path", "required": True, "schema": _ref("SlotName")}
+    internal = _error(500, ("internal",), ("internal", None, "internal error; the service log has the details"))
+    unauthorized = _error(401, ("unauthorized",), ("unauthorized", None, "missing or wrong admin token"))
+    unavailable = _error(
+        503, ("storage_unavailable",), ("storage_unavailable", None, "ladder states cannot be read right now; retry")
+    )
+    disabled = ("admin_disabled", None, "the admin API is disabled: set STOREFRONT_ADMIN_TOKEN")
+    common = {"401": unauthorized, "500": internal, "503": unavailable}
+
+    def op(method: str, operation_id: str, summary: str, description: str, ok: dict[str, Any], with_slot: bool,
+           **more: Any) -> dict[str, Any]:  # fmt: skip
+        codes = ("admin_disabled", "unknown_slot") if with_slot else ("admin_disabled",)
+        operation: dict[str, Any] = {
+            "operationId": operation_id, "tags": ["admin"], "summary": summary, "description": description,
+            "security": [{"bearer": []}],
+            "responses": {"200": ok, **common, "404": _error(404, codes, disabled), **more},
+        }  # fmt: skip
+        if with_slot:
+            operation["parameters"] = [slot_param]
+        return {method: operation}
+
+    paths = {
+        "/v1/admin/slots": op(
+            "get", "adminSlots", "Every slot's escalation status",
+            "Read from Redis at the call (not a worker's cached view).",
+            _json(_ref("AdminSlotsResponse"), "The slots in page order."), False,
+        ),
+        "/v1/admin/slots/{slot}": op(
+            "get", "adminSlot", "One slot's status, state and history",
+            "The saved state (without its history) and the slot's transitions, newest first.",
+            _json(_ref("AdminSlotDetail"), "The slot."), True,
+        ),
+    }  # fmt: skip
+    actions = {
+        "promote": "From shadow or approval: start the ramp. During a ramp: promote the challenger at once.",
+        "rollback": "From a ramp: back to the incumbent. After a promotion: back to the previous tier. On a learned "
+        "incumbent: back to rules.",
+        "freeze": "Stop automatic transitions (training, gate, ramp steps, guardrail); the slot keeps serving as is.",
+        "unfreeze": "Resume automatic transitions.",
+    }
+    body = {"required": False, "content": {"application/json": {"schema": _ref("AdminActionRequest")}}}
+    for action, description in actions.items():
+        conflicts = ("invalid_transition", "concurrent_update")
+        paths[f"/v1/admin/slots/{{slot}}/{action}"] = op(
+            "post", f"admin{action.capitalize()}", f"{action.capitalize()} a slot",
+            description + " Saved compare-and-set, logged, counted and added to the history; every worker serves "
+            "the new state within a second.",
+            _json(_ref("AdminActionResponse"), "Applied."), True,
+            **{
+                "400": _error(400, ("invalid_json", "invalid_type", "unknown_field", "invalid_value"),
+                              ("unknown_field", "note", "unknown field; allowed: reason")),
+                "409": _error(409, conflicts, ("invalid_transition", None,
+                                               "nothing to promote: stage is 'incumbent' with no challenger")),
+            },
+        )  # fmt: skip
+        paths[f"/v1/admin/slots/{{slot}}/{action}"]["post"]["requestBody"] = body
+    assert slot_names  # the slot enum comes from SlotName
+    return paths

@@ -8,6 +8,13 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``due``       sorted set: event id scored by the time its reward window closes
 ``joined``    stream: one entry per joined slot decision, field ``r`` = the JSONL record
 ``counts``    hash of counters for ``GET /v1/slots``
+``ladder:<slot>``   hash: ``state`` the slot's escalation state (JSON of ``SlotState.to_json()``), ``rev`` a
+              write counter every save compares and bumps, ``cursor`` the joined-stream id it has learned up to
+``ladder:version``  counter bumped by every state save; workers poll it (at most once a second) to reload
+``ladder:cursor``   the joined-stream id the ladder runner has learned up to (saved with the states)
+``history:<slot>``  list of transitions, newest first (trimmed to 1000)
+``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
+``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
 
 Three Lua scripts make each step atomic on the server, which is what the
 invariants rest on: a reward is accepted only while the event is still in
@@ -15,13 +22,19 @@ invariants rest on: a reward is accepted only while the event is still in
 appends its records in one step, and only if no reward landed since it read
 them.  So an accepted reward is always joined, and a decision is joined
 exactly once however many learners run or restart.
+
+Ladder states are saved by a fourth script, compare-and-set on each slot's
+``rev``: the learner and the admin API never overwrite a state the other
+wrote after they read it.  The learner's save also moves its stream cursor in
+the same step (so a decision is learned from once across restarts) and is
+fenced by its lease (a runner that lost the lease writes nothing).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -75,6 +88,53 @@ return 1
 """
 
 
+# Save ladder states: KEYS = version, cursor, lease, then one state key and one history key per slot;
+# ARGV = lease holder ('' = no lease check), cursor ('' = leave it), history cap, slot count, then per slot:
+# expected rev, state JSON, number of history entries, the entries.  Returns {1, version} when saved,
+# {0, i...} with the (1-based) slots whose rev moved on, or {-1} when the lease is not the caller's.
+_SAVE_LADDER = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then return {-1} end
+local n = tonumber(ARGV[4])
+local conflicts = {0}
+local at = 5
+local plan = {}
+for i = 1, n do
+  local expected = ARGV[at]
+  local rev = redis.call('HGET', KEYS[3 + 2 * i - 1], 'rev') or '0'
+  if rev ~= expected then table.insert(conflicts, i) end
+  local count = tonumber(ARGV[at + 2])
+  plan[i] = {at, count}
+  at = at + 3 + count
+end
+if #conflicts > 1 then return conflicts end
+for i = 1, n do
+  local base, count = plan[i][1], plan[i][2]
+  local key, hkey = KEYS[3 + 2 * i - 1], KEYS[3 + 2 * i]
+  redis.call('HSET', key, 'state', ARGV[base + 1], 'rev', tonumber(ARGV[base]) + 1)
+  if ARGV[2] ~= '' then redis.call('HSET', key, 'cursor', ARGV[2]) end
+  for j = 1, count do redis.call('LPUSH', hkey, ARGV[base + 2 + j]) end
+  if count > 0 then redis.call('LTRIM', hkey, 0, tonumber(ARGV[3]) - 1) end
+end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+if n == 0 then return {1, tonumber(redis.call('GET', KEYS[1]) or '0')} end
+return {1, redis.call('INCR', KEYS[1])}
+"""
+
+_RENEW_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+HISTORY_MAX = 1000
+
 _COMPACT = (",", ":")
 # Stand-ins for each decision's candidates and pmf while an event is encoded (see _event_json).  JSON-escaped,
 # they cannot come from a real value unless some string holds them, which _event_json checks.
@@ -114,6 +174,38 @@ def _event_json(event: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class StoredLadder:
+    """One slot's saved ladder state: the state's JSON, its storage revision, and the cursor it learned up to."""
+
+    slot: str
+    state: dict[str, Any] | None
+    rev: int
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class LadderWrite:
+    """One slot's state to save: compare-and-set on ``expected_rev``, with the history entries to append."""
+
+    slot: str
+    state: dict[str, Any]
+    expected_rev: int
+    history: tuple[dict[str, Any], ...] = ()
+
+
+class LadderConflict(Exception):
+    """A ladder save was refused because another writer saved these slots since they were read."""
+
+    def __init__(self, slots: list[str]):
+        super().__init__(f"ladder state changed concurrently: {', '.join(slots)}")
+        self.slots = slots
+
+
+class LeaseLost(Exception):
+    """A ladder save was refused because the caller no longer holds the learner lease."""
+
+
+@dataclass(frozen=True)
 class PendingEvent:
     """A logged event whose window has closed, with what was posted for it."""
 
@@ -132,8 +224,25 @@ class Storage(Protocol):
     def pending(self, event_id: str) -> PendingEvent | None: ...
     def commit_join(self, pending: PendingEvent, records: list[dict[str, Any]], max_len: int) -> bool | None: ...
     def joined(self, start: str = "-", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def joined_after(self, cursor: str | None, count: int) -> list[tuple[str, dict[str, Any]]]: ...
+    def joined_before(
+        self, cursor: str | None, count: int, inclusive: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]: ...
     def counts(self) -> dict[str, int]: ...
     def ping(self) -> bool: ...
+    # the ladder (escalation): states, their version, history, worker health reports, the learner lease
+    def ladder_version(self) -> int: ...
+    def load_ladders(self, slots: Sequence[str]) -> dict[str, StoredLadder]: ...
+    def ladder_revs(self, slots: Sequence[str]) -> dict[str, int]: ...
+    def save_ladders(self, writes: Sequence[LadderWrite], cursor: str | None = None,
+                     lease_holder: str | None = None) -> int: ...  # fmt: skip
+    def ladder_cursor(self) -> str | None: ...
+    def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]: ...
+    def report_health(self, errors: Mapping[str, int]) -> None: ...
+    def drain_health(self) -> dict[str, int]: ...
+    def acquire_lease(self, holder: str, ttl: float) -> bool: ...
+    def release_lease(self, holder: str) -> None: ...
+    def lease_holder(self) -> str | None: ...
 
 
 class RedisStorage:
@@ -156,6 +265,13 @@ class RedisStorage:
         self._log = client.register_script(_LOG)
         self._reward = client.register_script(_REWARD)
         self._join = client.register_script(_JOIN)
+        self._save_ladder = client.register_script(_SAVE_LADDER)
+        self._renew_lease = client.register_script(_RENEW_LEASE)
+        self._release_lease = client.register_script(_RELEASE_LEASE)
+        self._ladder_version = f"{prefix}ladder:version"
+        self._ladder_cursor = f"{prefix}ladder:cursor"
+        self._health = f"{prefix}health"
+        self._lease = f"{prefix}lease:ladder"
 
     @classmethod
     def from_url(cls, url: str, prefix: str, **kwargs: Any) -> RedisStorage:
@@ -248,6 +364,18 @@ class RedisStorage:
             if len(entries) < batch:
                 return
 
+    def joined_after(self, cursor: str | None, count: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``count`` joined records after stream id ``cursor`` (from the start when None), oldest first."""
+        entries = self.client.xrange(self._joined, min=f"({cursor}" if cursor else "-", count=count)
+        return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+
+    def joined_before(self, cursor: str | None, count: int, inclusive: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``count`` joined records up to ``cursor`` (included unless ``inclusive`` is False), newest first."""
+        if not cursor:
+            return []
+        entries = self.client.xrevrange(self._joined, max=cursor if inclusive else f"({cursor}", count=count)
+        return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+
     def joined_length(self) -> int:
         return int(self.client.xlen(self._joined))
 
@@ -259,6 +387,100 @@ class RedisStorage:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # ---- the ladder -----------------------------------------------------------------------
+
+    def _ladder_key(self, slot: str) -> str:
+        return f"{self.prefix}ladder:{slot}"
+
+    def ladder_version(self) -> int:
+        """The counter every state save bumps (0 before the first save): one GET, for the workers' poll."""
+        return int(self.client.get(self._ladder_version) or 0)
+
+    def load_ladders(self, slots: Sequence[str]) -> dict[str, StoredLadder]:
+        """The saved state of each of ``slots`` that has one, read in one round trip.
+
+        A value that is not JSON comes back with ``state`` None, for the caller to refuse.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.hmget(self._ladder_key(slot), "state", "rev", "cursor")
+        out = {}
+        for slot, (raw, rev, cursor) in zip(slots, pipe.execute(), strict=True):
+            if raw is None:
+                continue
+            try:
+                state = json.loads(raw)
+            except ValueError:
+                state = None
+            out[slot] = StoredLadder(slot, state, int(rev or 0), cursor.decode() if cursor else None)
+        return out
+
+    def ladder_revs(self, slots: Sequence[str]) -> dict[str, int]:
+        """Each slot's state revision (0 when none is saved)."""
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.hget(self._ladder_key(slot), "rev")
+        return {slot: int(rev or 0) for slot, rev in zip(slots, pipe.execute(), strict=True)}
+
+    def save_ladders(
+        self, writes: Sequence[LadderWrite], cursor: str | None = None, lease_holder: str | None = None
+    ) -> int:
+        """Save states (and the learner's stream cursor) in one atomic step; returns the new ladder version.
+
+        Each state is compare-and-set on its revision: if any slot's ``rev`` is
+        no longer ``expected_rev`` nothing is written and :class:`LadderConflict`
+        names those slots.  With ``lease_holder``, nothing is written either
+        unless the caller still holds the learner lease (:class:`LeaseLost`).
+        """
+        keys = [self._ladder_version, self._ladder_cursor, self._lease]
+        args: list[Any] = [lease_holder or "", cursor or "", HISTORY_MAX, len(writes)]
+        for w in writes:
+            keys += [self._ladder_key(w.slot), f"{self.prefix}history:{w.slot}"]
+            args += [w.expected_rev, json.dumps(w.state, separators=_COMPACT, sort_keys=True), len(w.history),
+                     *(json.dumps(h, separators=_COMPACT, sort_keys=True) for h in w.history)]  # fmt: skip
+        result = [int(x) for x in self._save_ladder(keys=keys, args=args)]
+        if result[0] == -1:
+            raise LeaseLost(f"lease {self._lease} is not held by {lease_holder}")
+        if result[0] == 0:
+            raise LadderConflict([writes[i - 1].slot for i in result[1:]])
+        return result[1]
+
+    def ladder_cursor(self) -> str | None:
+        """The joined-stream id the ladder runner has learned up to (None: from the start)."""
+        raw = self.client.get(self._ladder_cursor)
+        return raw.decode() if raw else None
+
+    def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The slot's transitions, newest first."""
+        return [json.loads(h) for h in self.client.lrange(f"{self.prefix}history:{slot}", 0, max(limit, 1) - 1)]
+
+    def report_health(self, errors: Mapping[str, int]) -> None:
+        """Add challenger failures per slot (from a worker) for the ladder runner to act on."""
+        pipe = self.client.pipeline(transaction=False)
+        for slot, n in errors.items():
+            pipe.hincrby(self._health, slot, n)
+        pipe.execute()
+
+    def drain_health(self) -> dict[str, int]:
+        """Take every reported failure (read and clear in one step)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self._health)
+        pipe.delete(self._health)
+        raw, _ = pipe.execute()
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def acquire_lease(self, holder: str, ttl: float) -> bool:
+        """Take the learner lease, or renew it when ``holder`` has it; False when another holder does."""
+        return bool(self._renew_lease(keys=[self._lease], args=[holder, max(int(ttl * 1000), 1)]))
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up (only if ``holder`` has it), so a standby takes over at once."""
+        self._release_lease(keys=[self._lease], args=[holder])
+
+    def lease_holder(self) -> str | None:
+        raw = self.client.get(self._lease)
+        return raw.decode() if raw else None
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

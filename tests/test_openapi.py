@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from bandit.config import load_config
 from service.app import create_app
-from service.openapi import ERROR_CODES, EXAMPLE_EVENT_ID, openapi_document
+from service.openapi import ERROR_CODES, EXAMPLE_EVENT_ID, openapi_document, statuses
 from service.storage import RedisStorage
 from tests.conftest import EXAMPLE_CONFIG, ROOT, STORE_CONFIG
 
@@ -114,7 +115,7 @@ def test_documented_error_codes_match_their_status() -> None:
                 schema = response.get("content", {}).get("application/json", {}).get("schema", {})
                 codes = schema.get("properties", {}).get("error", {}).get("properties", {}).get("code", {})
                 for code in codes.get("enum", []):
-                    assert ERROR_CODES[code][0] == int(status), (path, method, code)
+                    assert int(status) in statuses(code), (path, method, code)
     reward_404 = EXAMPLE_DOC["paths"]["/v1/reward"]["post"]["responses"]["404"]["content"]["application/json"]
     assert reward_404["schema"]["properties"]["error"]["properties"]["code"]["enum"] == [
         "unknown_event",
@@ -135,7 +136,7 @@ def test_every_example_in_the_document_fits_its_schema() -> None:
             if content:
                 validator = schema_validator(EXAMPLE_DOC, "paths", path, method, "requestBody", "content",
                                              "application/json", "schema")  # fmt: skip
-                for example in content["examples"].values():
+                for example in content.get("examples", {}).values():
                     assert_valid(validator, example["value"])
                     checked += 1
             for status, response in operation["responses"].items():
@@ -168,7 +169,8 @@ def test_every_error_code_is_in_the_prose_reference() -> None:
 def test_routes_and_document_paths_match(example_app: Flask) -> None:
     routes: dict[str, set[str]] = {}
     for rule in example_app.url_map.iter_rules():
-        routes.setdefault(rule.rule, set()).update(m.lower() for m in (rule.methods or ()) - {"HEAD", "OPTIONS"})
+        path = re.sub(r"<(\w+)>", r"{\1}", rule.rule)  # Flask's <slot> is OpenAPI's {slot}
+        routes.setdefault(path, set()).update(m.lower() for m in (rule.methods or ()) - {"HEAD", "OPTIONS"})
     documented = {path: set(item) for path, item in EXAMPLE_DOC["paths"].items()}
     assert routes == documented
 

@@ -1,0 +1,252 @@
+"""From joined records and a target policy to off-policy estimates, per slot.
+
+The target policy is evaluated on each logged round's *own* eligible
+candidates (what the slot could show at that moment), so its probabilities
+are comparable with the logged ones.  The reward model for DM and DR is a
+Vowpal Wabbit regression (:class:`bandit.vw.RewardRegressor`) cross-fitted:
+the rounds are split into folds and each round is scored by a model that
+never saw it, which keeps the model's own overfitting out of DR's
+correction term (Chernozhukov et al., "Double/debiased machine learning",
+2018).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bandit.config import StoreConfig
+from bandit.ope import DM, DR, IPS, SNIPS, Estimate, Estimator, Lift, OffPolicyData, lift
+from bandit.policy import Policy
+
+
+class UniformPolicy(Policy):
+    """Every eligible candidate equally likely (a baseline to evaluate, not a serving tier)."""
+
+    tier = "uniform"
+
+    def __init__(self, slot: str):
+        self.slot = slot
+        self.version = "uniform"
+
+    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
+        n = len(candidates)
+        return [1.0 / n] * n, "uniform"
+
+    def clone(self) -> UniformPolicy:
+        return UniformPolicy(self.slot)
+
+
+class LoggedPolicy(Policy):
+    """The policy that produced the log, read back from each record's own probability vector.
+
+    Evaluating it off-policy must give back (about) the log's mean reward: a
+    cheap sanity check of any estimator and of the log itself.
+    """
+
+    tier = "logged"
+
+    def __init__(self, slot: str):
+        self.slot = slot
+        self.version = "logged"
+
+    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
+        raise TypeError("LoggedPolicy reads each record's pmf; use record_pmf()")
+
+    def clone(self) -> LoggedPolicy:
+        return LoggedPolicy(self.slot)
+
+
+def _context_key(context: Mapping[str, Any]) -> str:
+    return json.dumps(context, sort_keys=True, separators=(",", ":"))
+
+
+class CrossFitRewardModel:
+    """``q̂(x, a)`` from K models, each trained on the rounds outside one fold.
+
+    Two kinds:
+
+    ``hurdle`` (default)
+        ``q̂(x, a) = P(r > 0 | x, a) · v̂(a)``: a VW logistic regression for the
+        chance of any reward, times the item's mean positive reward shrunk
+        toward the overall mean (``shrinkage`` pseudo-rounds).  Store rewards
+        are mostly zero with rare large purchases; squared loss on them barely
+        beats a constant, the hurdle model does not.
+    ``regression``
+        ``q̂(x, a)``: VW squared-loss regression of the reward.
+
+    Parameters
+    ----------
+    config
+        Supplies the context schema and item features for the VW encoding.
+    records
+        Joined records (``context``, ``chosen``, ``reward``).
+    folds
+        Number of folds (2 is enough for DR); 1 trains one model on everything.
+    seed
+        Fold assignment and VW seed.
+    passes
+        Passes over the training rounds (shuffled each time).
+    """
+
+    def __init__(
+        self, config: StoreConfig, records: Sequence[Mapping[str, Any]], folds: int = 2, seed: int = 0,
+        passes: int = 2, kind: str = "hurdle", shrinkage: float = 20.0,
+    ):  # fmt: skip
+        from bandit.vw import FeatureEncoder, RewardRegressor
+
+        if folds < 1:
+            raise ValueError("folds must be ≥ 1")
+        if kind not in ("hurdle", "regression"):
+            raise ValueError(f"kind must be 'hurdle' or 'regression', got {kind!r}")
+        unknown = sorted({r["chosen"] for r in records} - set(config.catalog.ids))
+        if unknown:
+            raise ValueError(
+                f"the log has items the config's catalog does not: {', '.join(unknown[:10])}"
+                f"{' ...' if len(unknown) > 10 else ''}; a reward model needs their features"
+            )
+        rng = np.random.default_rng(seed)
+        self.kind = kind
+        self.fold = rng.integers(0, folds, size=len(records)) if folds > 1 else np.zeros(len(records), dtype=int)
+        rewards = np.array([float(r["reward"]) for r in records])
+        scale = float(np.quantile(np.abs(rewards), 0.99)) if len(rewards) else 1.0
+        encoder = FeatureEncoder(config)
+        loss = "logistic" if kind == "hurdle" else "squared"
+        self.models = [
+            RewardRegressor(encoder, reward_scale=max(scale, 1e-6), seed=seed, loss=loss) for _ in range(folds)
+        ]
+        self.folds = folds
+        fitted = [self._positive_values(records, rewards, k, shrinkage) for k in range(folds)]
+        self.values = [values for values, _ in fitted]
+        self.overall = [overall for _, overall in fitted]
+        for _ in range(passes):
+            for i in rng.permutation(len(records)):
+                record = records[i]
+                for k, model in enumerate(self.models):
+                    if folds == 1 or self.fold[i] != k:
+                        model.learn(record["context"], record["chosen"], float(record["reward"]))
+        self._cache: dict[tuple[int, str], dict[str, float]] = {}
+
+    def _positive_values(
+        self, records: Sequence[Mapping[str, Any]], rewards: np.ndarray, fold: int, shrinkage: float
+    ) -> tuple[dict[str, float], float]:
+        """Per item, the mean reward of its rewarded rounds outside ``fold``, shrunk toward the overall mean."""
+        train = (self.fold != fold) if self.folds > 1 else np.ones(len(records), dtype=bool)
+        positive = train & (rewards > 0)
+        overall = float(rewards[positive].mean()) if positive.any() else 1.0
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for i in np.flatnonzero(positive):
+            item = records[int(i)]["chosen"]
+            sums[item] = sums.get(item, 0.0) + float(rewards[i])
+            counts[item] = counts.get(item, 0) + 1
+        return {item: (sums[item] + shrinkage * overall) / (counts[item] + shrinkage) for item in sums}, overall
+
+    def predict(self, i: int, context: Mapping[str, Any], candidates: Sequence[str]) -> list[float]:
+        """Scores of ``candidates`` for round ``i`` by the model that did not train on it."""
+        k = int(self.fold[i]) if i >= 0 else 0
+        cached = self._cache.setdefault((k, _context_key(context)), {})
+        missing = [c for c in candidates if c not in cached]
+        if missing:
+            raw = self.models[k].predict(context, missing)
+            if self.kind == "hurdle":
+                values = self.values[k]
+                raw = [p * values.get(item, self.overall[k]) for p, item in zip(raw, missing, strict=True)]
+            for item, q in zip(missing, raw, strict=True):
+                cached[item] = q
+        return [cached[c] for c in candidates]
+
+    def close(self) -> None:
+        for model in self.models:
+            model.close()
+
+
+def policy_data(
+    records: Sequence[Mapping[str, Any]],
+    policy: Policy | None,
+    reward_model: CrossFitRewardModel | None = None,
+) -> OffPolicyData:
+    """Per-round arrays for evaluating ``policy`` (``None``: the logging policy itself) on ``records``."""
+    n = len(records)
+    reward = np.empty(n)
+    propensity = np.empty(n)
+    target = np.empty(n)
+    q_chosen = np.empty(n) if reward_model else None
+    q_target = np.empty(n) if reward_model else None
+    has_pmf = all("pmf" in r and r["pmf"] is not None for r in records)
+    unsupported = np.zeros(n) if has_pmf else None
+    for i, record in enumerate(records):
+        candidates = record["candidates"]
+        chosen = candidates.index(record["chosen"])
+        reward[i] = float(record["reward"])
+        propensity[i] = float(record["propensity"])
+        if policy is None:
+            if not has_pmf:
+                raise ValueError("evaluating the logging policy needs the full pmf in every record")
+            probs = [float(p) for p in record["pmf"]]
+        else:
+            probs, _ = policy.pmf(record["context"], candidates)
+        target[i] = probs[chosen]
+        if unsupported is not None:
+            unsupported[i] = sum(p for p, logged in zip(probs, record["pmf"], strict=True) if logged <= 0)
+        if reward_model is not None:
+            assert q_chosen is not None and q_target is not None
+            q = reward_model.predict(i, record["context"], candidates)
+            q_chosen[i] = q[chosen]
+            q_target[i] = float(np.dot(probs, q))
+    return OffPolicyData(reward, propensity, target, q_chosen, q_target, unsupported)
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    """Everything ``storefront evaluate`` prints for one slot."""
+
+    slot: str
+    n: int
+    logged_mean: float
+    estimates: list[Estimate]
+    lifts: list[Lift]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "n": self.n,
+            "logged_mean": round(self.logged_mean, 10),
+            "estimates": [e.to_dict() for e in self.estimates],
+            "lift_vs_logged": [x.to_dict() for x in self.lifts],
+        }
+
+
+def default_estimators(
+    with_model: bool, clip: float | None = None, ci: str = "normal", seed: int = 0
+) -> list[Estimator]:
+    out: list[Estimator] = [IPS(clip=clip, ci=ci, seed=seed), SNIPS(clip=clip, ci=ci, seed=seed)]
+    if with_model:
+        out += [DM(clip=clip, ci=ci, seed=seed), DR(clip=clip, ci=ci, seed=seed)]
+    return out
+
+
+def evaluate_slot(
+    slot: str,
+    records: Sequence[Mapping[str, Any]],
+    policy: Policy,
+    reward_model: CrossFitRewardModel | None,
+    estimators: Sequence[Estimator],
+) -> SlotReport:
+    """Estimate ``policy``'s value on one slot's records, and its lift over the logging policy."""
+    target = policy_data(records, policy, reward_model)
+    estimates = [e.estimate(target) for e in estimators]
+    lifts: list[Lift] = []
+    if all("pmf" in r and r["pmf"] is not None for r in records):
+        logged = policy_data(records, None, reward_model)
+        lifts = [lift(e, target, logged) for e in estimators]
+    return SlotReport(slot, len(records), float(np.mean(target.reward)), estimates, lifts)
+
+
+def learnable(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Records a learner or estimator can use: not pinned (a pin has nothing to choose)."""
+    return [r for r in records if r.get("tier") != "pin" and len(r["candidates"]) > 0]

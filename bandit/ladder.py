@@ -1,0 +1,515 @@
+"""Escalation: a slot moves up the ladder only when the logs say it pays, and falls back when it stops paying.
+
+Stages of a slot (one :class:`SlotLadder` per slot, driven by the learner on
+its clock — wall time in production, simulated time in the simulator):
+
+``incumbent``  the incumbent serves everything; no challenger yet (or it was rejected)
+``shadow``     a challenger was trained; its probability vector is computed and logged
+               beside every decision, not served
+``approval``   the gate passed in ``manual`` mode; waiting for an operator
+``ramp``       the challenger serves a growing share of traffic (e.g. 5% → 25% → 100%),
+               each step held for ``ramp_events`` joined events
+``promoted``   the challenger is the new incumbent; the previous tier keeps a small
+               ``holdout`` share as a live control
+
+The **gate** (shadow → ramp): at least ``min_events`` joined events logged since
+the challenger was trained (never the data it was trained on), and the lower
+confidence bound of its off-policy lift over the incumbent, relative to the
+incumbent's value, at least ``min_lift``.  A challenger that fails the gate is
+rejected and a new one is trained ``retrain_every`` events later.
+
+The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
+its own traffic is below the old tier's by more than ``guardrail_margin``
+(relative), with at least ``guardrail_min_events`` on each arm and a one-sided
+z-test at 95%.  A challenger that fails to serve (errors, a missing or corrupt
+model) sends the slot back to rules at once.
+
+Serving uses a :class:`LadderPolicy`: the arm that serves is drawn with its own
+random number, and the logged probability vector is the *mixture* of both arms,
+which is the true probability each item had — so off-policy estimates stay
+valid during a ramp.  Every transition is returned as a history entry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+from bandit.config import ESCALATION_MODES, EscalationSettings, StoreConfig
+from bandit.decision import Decision
+from bandit.policy import Policy
+from bandit.rules import RulesPolicy
+from bandit.sampling import sample_index, uniform_for
+
+STAGES = ("incumbent", "shadow", "approval", "ramp", "promoted")
+MODES = ESCALATION_MODES
+STATE_KIND = "storefront.ladder.v1"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class LadderPolicy(Policy):
+    """Serve a slot from its primary policy, with an optional secondary arm and a shadow.
+
+    Parameters
+    ----------
+    primary
+        Serves ``1 - share`` of the traffic.
+    secondary, share
+        Serves ``share`` of the traffic (a ramping challenger, or the old tier as holdout).
+    shadow
+        Evaluated on every decision and logged, never served.
+
+    The served item is drawn from the arm chosen with ``uniform_for(event_id,
+    slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
+    and ``tier``/``policy_version`` name the arm that served.  If the secondary
+    or the shadow raises, the primary serves alone and ``on_error`` is told.
+    """
+
+    def __init__(
+        self,
+        slot: str,
+        primary: Policy,
+        secondary: Policy | None = None,
+        share: float = 0.0,
+        shadow: Policy | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
+    ):
+        if secondary is None and share:
+            raise ValueError("share without a secondary policy")
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        self.slot = slot
+        self.primary = primary
+        self.secondary = secondary
+        self.share = share
+        self.shadow = shadow
+        self.on_error = on_error
+        self.tier = primary.tier  # type: ignore[misc]
+        self.version = primary.version
+
+    def decide(
+        self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
+    ) -> Decision:
+        if self.secondary is None or self.share <= 0:
+            decision = self.primary.decide(context, candidates, event_id, position)
+        else:
+            decision = self._mixed(context, candidates, event_id, position)
+        if self.shadow is not None:
+            try:
+                probs, _ = self.shadow.pmf(context, candidates)
+            except Exception as exc:  # a broken challenger must never break serving
+                self._failed("shadow", exc)
+            else:
+                shadow = {"version": self.shadow.version, "tier": self.shadow.tier, "pmf": probs}
+                decision = _replace(decision, shadow=shadow)
+        return decision
+
+    def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int) -> Decision:
+        assert self.secondary is not None
+        p_primary, why_primary = self.primary.pmf(context, candidates)
+        try:
+            p_secondary, why_secondary = self.secondary.pmf(context, candidates)
+        except Exception as exc:
+            self._failed("secondary", exc)
+            return self.primary.decide(context, candidates, event_id, position)
+        use_secondary = self.share >= 1.0 or uniform_for(event_id, self.slot + "/arm") < self.share
+        arm, probs, why = (
+            (self.secondary, p_secondary, why_secondary) if use_secondary else (self.primary, p_primary, why_primary)
+        )
+        index = sample_index(probs, uniform_for(event_id, self.slot))
+        if probs[index] < max(probs):
+            why = f"explore; {why}"
+        s = self.share
+        mixture = [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)]
+        return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
+                        arm.tier, arm.version, why)  # fmt: skip
+
+    def _failed(self, which: str, exc: Exception) -> None:
+        if self.on_error is not None:
+            self.on_error(which, exc)
+
+    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
+        p_primary, why = self.primary.pmf(context, candidates)
+        if self.secondary is None or self.share <= 0:
+            return p_primary, why
+        p_secondary, _ = self.secondary.pmf(context, candidates)
+        s = self.share
+        return [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)], why
+
+    def clone(self) -> LadderPolicy:
+        return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error)
+
+
+def _replace(decision: Decision, **changes: Any) -> Decision:
+    values = {name: getattr(decision, name) for name in Decision.__slots__}
+    values.update(changes)
+    return Decision(**values)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class ArmStats:
+    """Recent rewards of one serving arm, for the guardrail."""
+
+    rewards: deque[float] = field(default_factory=deque)
+
+    def add(self, reward: float, window: int) -> None:
+        self.rewards.append(reward)
+        while len(self.rewards) > window:
+            self.rewards.popleft()
+
+    @property
+    def n(self) -> int:
+        return len(self.rewards)
+
+    def mean_var(self) -> tuple[float, float]:
+        n = len(self.rewards)
+        if n == 0:
+            return 0.0, 0.0
+        mean = math.fsum(self.rewards) / n
+        var = math.fsum((r - mean) ** 2 for r in self.rewards) / max(n - 1, 1)
+        return mean, var
+
+
+@dataclass
+class SlotState:
+    """Everything about one slot's ladder that must survive a learner restart (JSON)."""
+
+    slot: str
+    stage: str = "incumbent"
+    incumbent: dict[str, Any] = field(default_factory=lambda: {"tier": "rules", "snapshot": None})
+    previous: dict[str, Any] | None = None
+    challenger: dict[str, Any] | None = None
+    ramp_step: int = 0
+    frozen: bool = False
+    seen: int = 0  # joined learnable events observed, ever
+    challenger_since: int = 0  # value of `seen` when the challenger was trained
+    step_since: int = 0  # joined events (both arms) since the current ramp step began
+    next_train_at: int = 0
+    next_gate_at: int = 0
+    last_gate: dict[str, Any] | None = None
+    version: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind"] = STATE_KIND
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SlotState:
+        if data.get("kind") != STATE_KIND:
+            raise ValueError(f"not a ladder state (kind must be {STATE_KIND!r})")
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        state = cls(**values)
+        if state.stage not in STAGES:
+            raise ValueError(f"unknown stage {state.stage!r}")
+        return state
+
+
+Trainer = Callable[[StoreConfig, str, Sequence[Mapping[str, Any]]], dict[str, Any]]
+Gate = Callable[[StoreConfig, str, Sequence[Mapping[str, Any]], Policy, Policy, EscalationSettings], dict[str, Any]]
+
+
+class SlotLadder:
+    """Drives one slot's escalation from the joined records it observes.
+
+    Parameters
+    ----------
+    config
+        The store config.
+    slot
+        Slot name.
+    settings
+        The slot's escalation settings.
+    trainer
+        ``(config, slot, records) -> tree snapshot``.
+    gate
+        ``(config, slot, records, challenger, incumbent, settings) -> {"passed", "lift", ...}``.
+    state
+        Restored state, or None for a fresh slot on rules.
+    """
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        slot: str,
+        settings: EscalationSettings,
+        trainer: Trainer,
+        gate: Gate,
+        state: SlotState | None = None,
+    ):
+        self.config = config
+        self.slot = slot
+        self.settings = settings
+        self.trainer = trainer
+        self.gate = gate
+        self.state = state or SlotState(slot, next_train_at=settings.retrain_every)
+        self.buffer: deque[Mapping[str, Any]] = deque(maxlen=settings.train_window)
+        self.since_challenger: list[Mapping[str, Any]] = []
+        self.arms: dict[str, ArmStats] = {}
+        self.health_errors = 0
+        self._policy: LadderPolicy | None = None
+        self._policy_version = -1
+
+    # ---- what workers serve ------------------------------------------------------------
+
+    def policy(self, policy_for: Callable[[dict[str, Any]], Policy] | None = None) -> LadderPolicy:
+        """The serving policy for the current state (``policy_for`` builds a policy from an arm spec)."""
+        if policy_for is None and self._policy is not None and self._policy_version == self.state.version:
+            return self._policy
+        build = policy_for or (lambda spec: build_policy(self.config, self.slot, spec))
+        policy = serving_policy(self.slot, self.state, build, self.settings)
+        if policy_for is None:
+            self._policy, self._policy_version = policy, self.state.version
+        return policy
+
+    # ---- learning ----------------------------------------------------------------------
+
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
+        """Take newly joined records of this slot; returns the transitions made."""
+        now = time.time() if now is None else now
+        s = self.state
+        transitions: list[dict[str, Any]] = []
+        for record in records:
+            if record.get("tier") == "pin":
+                continue
+            s.seen += 1
+            self.buffer.append(record)
+            if s.stage in ("shadow", "approval"):
+                self.since_challenger.append(record)
+            arm = str(record.get("policy_version", ""))
+            self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
+            if s.stage == "ramp":
+                s.step_since += 1
+        if s.frozen or (self.settings.mode == "off" and s.stage == "incumbent"):
+            return transitions
+        if self.health_errors and s.stage in ("shadow", "approval", "ramp", "promoted"):
+            transitions.append(
+                self._fallback_to_rules(now, f"challenger failed to serve ({self.health_errors} errors)")
+            )
+            self.health_errors = 0
+            return transitions
+        if s.stage == "incumbent" and s.seen >= s.next_train_at:
+            transitions += self._train(now)
+        elif (
+            s.stage == "shadow" and len(self.since_challenger) >= self.settings.min_events and s.seen >= s.next_gate_at
+        ):
+            transitions += self._run_gate(now)
+        elif s.stage == "ramp":
+            transitions += self._ramp(now)
+        elif s.stage == "promoted":
+            transitions += self._guard(now, promoted=True)
+        return transitions
+
+    def report_error(self) -> None:
+        """A worker reported that the challenger or the promoted model failed to serve."""
+        self.health_errors += 1
+
+    # ---- transitions -------------------------------------------------------------------
+
+    def _record(self, now: float, kind: str, reason: str, **details: Any) -> dict[str, Any]:
+        s = self.state
+        s.version += 1
+        entry = {"at": now, "slot": self.slot, "transition": kind, "stage": s.stage, "reason": reason,
+                 "incumbent": _arm_name(s.incumbent), "challenger": _arm_name(s.challenger), **details}  # fmt: skip
+        s.history.append(entry)
+        del s.history[:-200]
+        return entry
+
+    def _train(self, now: float) -> list[dict[str, Any]]:
+        s = self.state
+        s.next_train_at = s.seen + self.settings.retrain_every
+        try:
+            snapshot = self.trainer(self.config, self.slot, list(self.buffer))
+        except ValueError as exc:  # not enough data yet, and the like: try again later
+            return [self._record(now, "train_skipped", str(exc))]
+        exceptions = sum(1 for r in snapshot.get("rules", []) if r.get("origin") != "config")
+        if not exceptions:
+            return [self._record(now, "no_change", "the tree found nothing that beats the rules; retrying later",
+                                 version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
+        s.challenger = {"tier": "tree", "snapshot": snapshot}
+        s.challenger_since = s.seen
+        s.next_gate_at = s.seen + self.settings.min_events
+        self.since_challenger = []
+        s.stage = "shadow"
+        return [self._record(now, "trained", "challenger trained; evaluating in shadow",
+                             version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)]  # fmt: skip
+
+    def _run_gate(self, now: float) -> list[dict[str, Any]]:
+        s = self.state
+        assert s.challenger is not None
+        challenger = build_policy(self.config, self.slot, s.challenger)
+        incumbent = build_policy(self.config, self.slot, s.incumbent)
+        result = self.gate(self.config, self.slot, self.since_challenger, challenger, incumbent, self.settings)
+        s.last_gate = {"at": now, **result}
+        if not result["passed"]:
+            s.stage = "incumbent"
+            s.challenger = None
+            s.next_train_at = s.seen + self.settings.retrain_every
+            self.since_challenger = []
+            return [self._record(now, "rejected", result.get("reason", "gate failed"), gate=result)]
+        if self.settings.mode == "manual":
+            s.stage = "approval"
+            return [self._record(now, "awaiting_approval", "gate passed; waiting for an operator", gate=result)]
+        return [self._start_ramp(now, "gate passed", gate=result)]
+
+    def _start_ramp(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
+        s = self.state
+        s.stage = "ramp"
+        s.ramp_step = 0
+        s.step_since = 0
+        self.arms = {}
+        self.since_challenger = []
+        return self._record(now, "ramp", reason, share=self.settings.ramp[0], **details)
+
+    def _ramp(self, now: float) -> list[dict[str, Any]]:
+        s = self.state
+        guard = self._guard(now, promoted=False)
+        if guard:
+            return guard
+        if s.step_since < self.settings.ramp_events:
+            return []
+        if s.ramp_step + 1 < len(self.settings.ramp):
+            s.ramp_step += 1
+            s.step_since = 0
+            return [self._record(now, "ramp", "step held without breaking the guardrail",
+                                 share=self.settings.ramp[s.ramp_step])]  # fmt: skip
+        return [self._promote(now, "ramp completed")]
+
+    def _promote(self, now: float, reason: str) -> dict[str, Any]:
+        s = self.state
+        assert s.challenger is not None
+        s.previous = s.incumbent
+        s.incumbent = s.challenger
+        s.challenger = None
+        s.stage = "promoted"
+        s.next_train_at = s.seen + self.settings.retrain_every
+        self.arms = {}
+        return self._record(now, "promoted", reason, holdout=self.settings.holdout)
+
+    def _guard(self, now: float, promoted: bool) -> list[dict[str, Any]]:
+        s = self.state
+        new_spec = s.incumbent if promoted else s.challenger
+        old_spec = s.previous if promoted else s.incumbent
+        if new_spec is None or old_spec is None:
+            return []
+        new = self.arms.get(_arm_version(self.config, new_spec))
+        old = self.arms.get(_arm_version(self.config, old_spec))
+        need = self.settings.guardrail_min_events
+        if new is None or old is None or new.n < need or old.n < need:
+            return []
+        m_new, v_new = new.mean_var()
+        m_old, v_old = old.mean_var()
+        se = math.sqrt(v_new / new.n + v_old / old.n) or 1e-12
+        drop = m_old - m_new
+        z = drop / se
+        if drop > self.settings.guardrail_margin * abs(m_old) and z > NormalDist().inv_cdf(0.95):
+            details = {"new_mean": round(m_new, 6), "old_mean": round(m_old, 6), "n_new": new.n, "n_old": old.n,
+                       "z": round(z, 3)}  # fmt: skip
+            return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
+                                   **details)]  # fmt: skip
+        return []
+
+    def _rollback(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
+        s = self.state
+        if s.stage == "promoted" and s.previous is not None:
+            s.incumbent = s.previous
+        s.previous = None
+        s.challenger = None
+        s.stage = "incumbent"
+        s.next_train_at = s.seen + self.settings.retrain_every
+        self.arms = {}
+        self.since_challenger = []
+        return self._record(now, "rollback", reason, **details)
+
+    def _fallback_to_rules(self, now: float, reason: str) -> dict[str, Any]:
+        s = self.state
+        s.incumbent = {"tier": "rules", "snapshot": None}
+        s.previous = None
+        s.challenger = None
+        s.stage = "incumbent"
+        s.next_train_at = s.seen + self.settings.retrain_every
+        self.arms = {}
+        self.since_challenger = []
+        return self._record(now, "fallback", reason)
+
+    # ---- operator actions ----------------------------------------------------------------
+
+    def act(self, action: str, now: float | None = None, actor: str = "operator") -> dict[str, Any]:
+        """``promote``, ``rollback``, ``freeze`` or ``unfreeze``, by an operator.
+
+        ``promote`` starts the ramp from shadow or approval, or completes a ramp at once.
+        """
+        now = time.time() if now is None else now
+        s = self.state
+        if action == "freeze":
+            s.frozen = True
+            return self._record(now, "freeze", f"frozen by {actor}")
+        if action == "unfreeze":
+            s.frozen = False
+            return self._record(now, "unfreeze", f"unfrozen by {actor}")
+        if action == "rollback":
+            if s.stage == "incumbent" and s.incumbent.get("tier") == "rules":
+                raise ValueError("nothing to roll back: the slot is on rules with no challenger")
+            if s.stage == "incumbent":
+                return self._fallback_to_rules(now, f"rolled back to rules by {actor}")
+            return self._rollback(now, f"rolled back by {actor}")
+        if action == "promote":
+            if s.challenger is None:
+                raise ValueError(f"nothing to promote: stage is {s.stage!r} with no challenger")
+            if s.stage in ("shadow", "approval"):
+                return self._start_ramp(now, f"promoted by {actor}")
+            return self._promote(now, f"promoted by {actor}")
+        raise ValueError(f"unknown action {action!r}; use promote, rollback, freeze or unfreeze")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _arm_name(spec: Mapping[str, Any] | None) -> str | None:
+    if spec is None:
+        return None
+    snapshot = spec.get("snapshot")
+    return f"{spec['tier']}:{snapshot.get('version')}" if snapshot else str(spec["tier"])
+
+
+def _arm_version(config: StoreConfig, spec: Mapping[str, Any]) -> str:
+    snapshot = spec.get("snapshot")
+    return str(snapshot["version"]) if snapshot else config.version
+
+
+def build_policy(config: StoreConfig, slot: str, spec: Mapping[str, Any]) -> Policy:
+    """The policy an arm spec ``{"tier", "snapshot"}`` describes (snapshots validated against the config)."""
+    tier = spec.get("tier")
+    if tier == "rules":
+        return RulesPolicy(config.slot(slot), config.version)
+    if tier == "tree":
+        from bandit.tree import TreePolicy
+
+        return TreePolicy.from_snapshot(config, spec["snapshot"])
+    raise ValueError(f"unknown tier {tier!r} in ladder state")
+
+
+def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]], Policy],
+                   settings: EscalationSettings | None = None) -> LadderPolicy:  # fmt: skip
+    """The :class:`LadderPolicy` for a state; shares come from ``settings`` (defaults when None)."""
+    settings = settings or EscalationSettings()
+    primary = build(state.incumbent)
+    if state.stage in ("shadow", "approval") and state.challenger:
+        return LadderPolicy(slot, primary, shadow=build(state.challenger))
+    if state.stage == "ramp" and state.challenger:
+        return LadderPolicy(slot, primary, build(state.challenger), settings.ramp[state.ramp_step])
+    if state.stage == "promoted" and state.previous and settings.holdout > 0:
+        return LadderPolicy(slot, primary, build(state.previous), settings.holdout)
+    return LadderPolicy(slot, primary)

@@ -1,0 +1,240 @@
+"""The escalation state machine and the ladder's serving policy, with a fake trainer and gate."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bandit.config import EscalationSettings, load_config
+from bandit.events import joined_records
+from bandit.ladder import LadderPolicy, SlotLadder, SlotState, build_policy
+from bandit.rules import RulesPolicy
+from bandit.tree import SNAPSHOT_KIND, SnapshotError, TreePolicy
+from tests.conftest import STORE_CONFIG
+
+CONFIG = load_config(STORE_CONFIG)
+SETTINGS = EscalationSettings(
+    mode="auto", min_events=200, retrain_every=300, ramp=(0.1, 0.5, 1.0), ramp_events=400, holdout=0.1,
+    guardrail_margin=0.1, guardrail_min_events=60, guardrail_window=400,
+)  # fmt: skip
+SNAPSHOT = {
+    "kind": SNAPSHOT_KIND, "slot": "hero", "version": "tree-test", "config_version": CONFIG.version,
+    "rules": [{"name": "leaf-1", "when": {"country": "JP"}, "items": ["e"]},
+              {"name": "japan", "when": {"country": "JP"}, "items": ["b", "a"], "origin": "config"}],
+    "default": ["a"],
+}  # fmt: skip
+
+
+class FakeGate:
+    def __init__(self, passed: bool):
+        self.passed = passed
+        self.calls: list[int] = []
+
+    def __call__(self, config: Any, slot: str, records: list, challenger: Any, incumbent: Any, settings: Any) -> dict:
+        self.calls.append(len(records))
+        return {"passed": self.passed, "reason": "fake gate", "n": len(records)}
+
+
+def trainer(config: Any, slot: str, records: list) -> dict:
+    return dict(SNAPSHOT)
+
+
+def ladder(passed: bool = True, **changes: Any) -> tuple[SlotLadder, FakeGate]:
+    gate = FakeGate(passed)
+    return SlotLadder(CONFIG, "hero", replace(SETTINGS, **changes), trainer, gate), gate
+
+
+def traffic(ladder: SlotLadder, n: int, start: int = 0, reward_of: Any = None) -> list[dict]:
+    """Serve ``n`` pages with the ladder's current policy and return their joined hero records."""
+    policy = ladder.policy()
+    records = []
+    for i in range(start, start + n):
+        context = {"country": ("JP", "US", "DE")[i % 3], "device": "quest"}
+        decision = policy.decide(context, list(CONFIG.catalog.ids), f"ev-{i}", 0)
+        reward = reward_of(decision) if reward_of else 0.0
+        event = {"event_id": f"ev-{i}", "ts": float(i), "config_version": CONFIG.version, "context": context,
+                 "decisions": [decision.to_dict()]}  # fmt: skip
+        posted = {"reward": reward} if reward else {}
+        records += joined_records(event, {"hero": posted}, CONFIG.reward, float(i))
+    return records
+
+
+def feed(ladder: SlotLadder, n: int, start: int = 0, reward_of: Any = None, batch: int = 50) -> list[dict]:
+    transitions = []
+    for first in range(start, start + n, batch):
+        transitions += ladder.observe(traffic(ladder, batch, first, reward_of), now=float(first))
+    return transitions
+
+
+def kinds(transitions: list[dict]) -> list[str]:
+    return [t["transition"] for t in transitions]
+
+
+def test_rules_until_enough_events_then_shadow() -> None:
+    lad, _ = ladder()
+    assert kinds(feed(lad, 250)) == []
+    assert lad.state.stage == "incumbent"
+    assert kinds(feed(lad, 50, start=250)) == ["trained"]
+    assert lad.state.stage == "shadow" and lad.state.challenger["snapshot"]["version"] == "tree-test"
+    records = traffic(lad, 30, start=300)
+    assert all(r["tier"] == "rules" for r in records)  # shadow is never served
+    assert all(r["shadow"]["version"] == "tree-test" for r in records)
+    assert all(len(r["shadow"]["pmf"]) == len(r["candidates"]) for r in records)
+    japan = next(r for r in records if r["context"]["country"] == "JP")
+    assert japan["shadow"]["pmf"][japan["candidates"].index("e")] == pytest.approx(0.8)
+
+
+def test_gate_pass_ramps_then_promotes_with_holdout() -> None:
+    lad, gate = ladder(passed=True)
+    transitions = feed(lad, 300 + 200)
+    assert kinds(transitions) == ["trained", "ramp"] and gate.calls == [200]
+    assert lad.policy().share == 0.1
+    transitions = feed(lad, 400, start=500)
+    assert kinds(transitions) == ["ramp"] and lad.policy().share == 0.5
+    transitions = feed(lad, 800, start=900)
+    assert kinds(transitions) == ["ramp", "promoted"]
+    assert lad.state.stage == "promoted" and lad.state.incumbent["tier"] == "tree"
+    policy = lad.policy()
+    assert policy.primary.tier == "tree" and policy.secondary.tier == "rules" and policy.share == 0.1
+
+
+def test_ramp_logs_the_mixture_and_serves_each_arm_its_share() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 500)
+    lad.state.ramp_step = 1  # 50% to the challenger
+    lad.state.version += 1
+    records = traffic(lad, 3000, start=10_000)
+    served = Counter(r["tier"] for r in records)
+    assert 1350 < served["tree"] < 1650  # Binomial(3000, 0.5): ±5.5 sd
+    japan = [r for r in records if r["context"]["country"] == "JP"]
+    for record in japan[:20]:
+        pmf = dict(zip(record["candidates"], record["pmf"], strict=True))
+        assert pmf["e"] == pytest.approx(0.5 * 0.8 + 0.5 * 0.2 / 6)  # tree favours e, rules favour b
+        assert pmf["b"] == pytest.approx(0.5 * 0.2 / 6 + 0.5 * 0.8)
+        assert record["propensity"] == pytest.approx(pmf[record["chosen"]])
+
+
+def test_gate_failure_rejects_and_retrains_later() -> None:
+    lad, _ = ladder(passed=False)
+    assert kinds(feed(lad, 500)) == ["trained", "rejected"]
+    assert lad.state.stage == "incumbent" and lad.state.challenger is None
+    assert kinds(feed(lad, 250, start=500)) == []
+    assert kinds(feed(lad, 100, start=750)) == ["trained"]
+
+
+def test_manual_mode_waits_for_an_operator() -> None:
+    lad, _ = ladder(passed=True, mode="manual")
+    assert kinds(feed(lad, 500)) == ["trained", "awaiting_approval"]
+    assert kinds(feed(lad, 500, start=500)) == []
+    assert lad.act("promote", now=1.0)["transition"] == "ramp"
+    assert lad.state.stage == "ramp"
+
+
+def test_guardrail_rolls_a_losing_challenger_back_during_the_ramp() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 500)
+    assert lad.state.stage == "ramp"
+
+    def reward(decision: Any) -> float:  # the tree earns far less than the rules on live traffic
+        return 0.2 if decision.tier == "tree" else 1.0
+
+    transitions = feed(lad, 1500, start=500, reward_of=reward)
+    assert "rollback" in kinds(transitions)
+    rollback = next(t for t in transitions if t["transition"] == "rollback")
+    assert rollback["new_mean"] < rollback["old_mean"]
+    assert lad.state.stage == "incumbent" and lad.state.incumbent["tier"] == "rules"
+
+
+def test_guardrail_watches_the_promoted_tier_against_its_holdout() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 1700)
+    assert lad.state.stage == "promoted"
+    transitions = feed(lad, 3000, start=1700, reward_of=lambda d: 0.1 if d.tier == "tree" else 1.0)
+    assert "rollback" in kinds(transitions)
+    assert lad.state.incumbent["tier"] == "rules" and lad.state.previous is None
+
+
+def test_no_rollback_while_the_challenger_holds_up() -> None:
+    lad, _ = ladder(passed=True)
+    transitions = feed(lad, 1700, reward_of=lambda d: 1.0 if d.tier == "tree" else 0.9)
+    assert kinds(transitions) == ["trained", "ramp", "ramp", "ramp", "promoted"]
+
+
+def test_serving_errors_fall_back_to_rules_at_once() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 500)
+    lad.report_error()
+    transitions = lad.observe([], now=1.0)
+    assert kinds(transitions) == ["fallback"] and lad.state.incumbent == {"tier": "rules", "snapshot": None}
+
+
+def test_freeze_stops_automatic_transitions() -> None:
+    lad, _ = ladder(passed=True)
+    lad.act("freeze", now=0.0)
+    assert kinds(feed(lad, 1000)) == []
+    lad.act("unfreeze", now=0.0)
+    assert kinds(feed(lad, 50, start=1000)) == ["trained"]
+
+
+@pytest.mark.parametrize(("action", "pattern"), [
+    ("promote", "nothing to promote"),
+    ("rollback", "nothing to roll back"),
+    ("launch", "unknown action"),
+])  # fmt: skip
+def test_actions_that_do_not_apply_are_refused(action: str, pattern: str) -> None:
+    lad, _ = ladder()
+    with pytest.raises(ValueError, match=pattern):
+        lad.act(action)
+
+
+def test_state_round_trips_through_json_and_refuses_foreign_data() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 500)
+    restored = SlotState.from_json(lad.state.to_json())
+    assert restored == lad.state
+    with pytest.raises(ValueError, match="not a ladder state"):
+        SlotState.from_json({"kind": "something else"})
+    with pytest.raises(ValueError, match="unknown stage"):
+        SlotState.from_json({**lad.state.to_json(), "stage": "launched"})
+
+
+@pytest.mark.parametrize(("snapshot", "pattern"), [
+    ({**SNAPSHOT, "kind": "pickle"}, "not a tree snapshot"),
+    ({**SNAPSHOT, "slot": "footer"}, "not in the config"),
+    ({**SNAPSHOT, "rules": [{"name": "leaf-1", "when": {"country": "JP"}, "items": ["zzz"]}]}, "unknown item 'zzz'"),
+    ({**SNAPSHOT, "rules": [{"name": "leaf-1", "when": {"planet": "mars"}, "items": ["a"]}]}, "unknown context field"),
+    ({**SNAPSHOT, "default": []}, "does not fit"),
+])  # fmt: skip
+def test_corrupt_or_incompatible_snapshots_are_refused(snapshot: dict, pattern: str) -> None:
+    with pytest.raises(SnapshotError, match=pattern):
+        build_policy(CONFIG, "hero", {"tier": "tree", "snapshot": snapshot})
+
+
+def test_a_failing_challenger_never_breaks_serving() -> None:
+    class Broken(RulesPolicy):
+        tier = "tree"
+
+        def _pmf(self, context: Any, candidates: Any) -> Any:
+            raise RuntimeError("model file missing")
+
+    errors: list[str] = []
+    rules = RulesPolicy(CONFIG.slot("hero"), CONFIG.version)
+    broken = Broken(CONFIG.slot("hero"), "tree-broken")
+    for policy in (
+        LadderPolicy("hero", rules, broken, 0.5, on_error=lambda which, exc: errors.append(which)),
+        LadderPolicy("hero", rules, shadow=broken, on_error=lambda which, exc: errors.append(which)),
+    ):
+        decision = policy.decide({"country": "US", "device": "quest"}, list(CONFIG.catalog.ids), "ev", 0)
+        assert decision.tier == "rules" and decision.shadow is None
+    assert errors == ["secondary", "shadow"]
+
+
+def test_tree_explanations_name_the_leaf_path() -> None:
+    policy = TreePolicy.from_snapshot(CONFIG, SNAPSHOT)
+    _, why = policy.pmf({"country": "JP", "device": "quest"}, list(CONFIG.catalog.ids))
+    assert why == "tree:leaf-1[country=JP]"
+    _, why = policy.pmf({"country": "US", "device": "pcvr"}, list(CONFIG.catalog.ids))
+    assert why == "default"
