@@ -134,7 +134,7 @@ class ContextField:
         # number, integer, hour
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        if not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError("must be a finite number")
         if kind in ("integer", "hour") and value != int(value):
             raise ValueError("must be a whole number")
@@ -162,6 +162,20 @@ class ContextField:
 
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_NAMES = {**{d: d for d in DAYS}, **{full: full[:3] for full in _FULL_DAYS}}
+
+
+def is_finite_number(value: Any) -> bool:
+    """A JSON/YAML number that fits a float: not a bool, not NaN or infinite, not a 400-digit integer.
+
+    >>> is_finite_number(3), is_finite_number(float("nan")), is_finite_number(10**400), is_finite_number(True)
+    (True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _num(x: float | None) -> str:

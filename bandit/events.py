@@ -10,11 +10,10 @@ its single definition.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from bandit.config import RewardConfig
+from bandit.config import RewardConfig, is_finite_number
 
 JOINED_FORMAT = "storefront.joined.v1"
 EXPLICIT = "reward"
@@ -106,6 +105,6 @@ def joined_records(
 
 def check_reward_number(value: Any) -> float:
     """A posted number (reward or revenue) as a float, or ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError("must be a finite number")
     return float(value)

@@ -422,27 +422,24 @@ class SlotLadder:
         return []
 
     def _rollback(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
+        """Back to the previous tier (after a promotion) or drop the ramping challenger."""
         s = self.state
-        if s.stage == "promoted" and s.previous is not None:
-            s.incumbent = s.previous
-        s.previous = None
-        s.challenger = None
-        s.stage = "incumbent"
-        s.next_train_at = s.seen + self.settings.retrain_every
-        self.arms = {}
-        self.since_challenger = []
-        return self._record(now, "rollback", reason, **details)
+        incumbent = s.previous if s.stage == "promoted" and s.previous is not None else s.incumbent
+        return self._back_to(incumbent, now, "rollback", reason, **details)
 
     def _fallback_to_rules(self, now: float, reason: str) -> dict[str, Any]:
+        return self._back_to({"tier": "rules", "snapshot": None}, now, "fallback", reason)
+
+    def _back_to(self, incumbent: dict[str, Any], now: float, kind: str, reason: str, **details: Any) -> dict[str, Any]:
         s = self.state
-        s.incumbent = {"tier": "rules", "snapshot": None}
+        s.incumbent = incumbent
         s.previous = None
         s.challenger = None
         s.stage = "incumbent"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
         self.since_challenger = []
-        return self._record(now, "fallback", reason)
+        return self._record(now, kind, reason, **details)
 
     # ---- operator actions ----------------------------------------------------------------
 

@@ -115,6 +115,10 @@ class Learner:
         """Serving policy per slot (slots without a ladder are left to their rules)."""
         return {slot: ladder.policy() for slot, ladder in self.ladders.items()}
 
+    def history(self) -> list[dict[str, Any]]:
+        """Every slot's transitions, oldest first."""
+        return sorted((h for ladder in self.ladders.values() for h in ladder.state.history), key=lambda h: h["at"])
+
     def states(self) -> dict[str, SlotState]:
         return {slot: ladder.state for slot, ladder in self.ladders.items()}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -97,13 +96,6 @@ def _item_list(value: Any, field: str, runtime: Runtime, limit: int) -> list[str
     return value
 
 
-def _huge_int_field(raw_context: Mapping[str, Any]) -> str:
-    for name, value in raw_context.items():
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
-            return name
-    return ""  # pragma: no cover - only such an int overflows
-
-
 @bp.post("/rank")
 def rank() -> Response:
     """Fill the page's slots for one shopper and log every decision."""
@@ -117,10 +109,7 @@ def rank() -> Response:
     raw_context = body.get("context", {})
     if not isinstance(raw_context, dict):
         raise ApiError(400, "invalid_type", "must be a JSON object of context fields", "context")
-    try:
-        context, problems = config.context.normalise(raw_context)
-    except OverflowError:  # an integer too large for a float reached math.isfinite()
-        problems = [(_huge_int_field(raw_context), "must be a finite number")]
+    context, problems = config.context.normalise(raw_context)
     if problems:
         name, message = problems[0]
         code = "unknown_field" if name not in config.context.by_name else (
@@ -197,7 +186,7 @@ def reward() -> tuple[Response, int]:
     try:
         result = _accept_reward(body, runtime, config.reward.window_seconds)
     except ApiError as exc:
-        outcome = {404: "unknown", 410: "late"}.get(exc.status, "invalid")
+        outcome = {404: "unknown", 410: "late", 503: "error"}.get(exc.status, "invalid")
         metrics.REWARD_POSTS.labels(outcome).inc()
         if outcome in ("unknown", "late"):
             metrics.JOIN_OUTCOMES.labels(outcome).inc()
@@ -231,9 +220,12 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
                            "event")  # fmt: skip
         payload = {}
         if "revenue" in body:
+            if kind != "purchase":
+                # Only a purchase's revenue counts in the reward; accepting it elsewhere would lose it silently.
+                raise ApiError(400, "invalid_value", f"'revenue' goes with a purchase event, not {kind!r}", "revenue")
             try:
                 revenue = check_reward_number(body["revenue"])
-            except (ValueError, OverflowError) as exc:
+            except ValueError as exc:
                 raise ApiError(400, "invalid_value", str(exc), "revenue") from None
             if revenue < 0:
                 raise ApiError(400, "invalid_value", "must be ≥ 0", "revenue")
@@ -245,7 +237,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         kind = "reward"
         try:
             payload = check_reward_number(body["reward"])
-        except (ValueError, OverflowError) as exc:
+        except ValueError as exc:
             raise ApiError(400, "invalid_value", str(exc), "reward") from None
         if not math.isfinite(payload):  # pragma: no cover - check_reward_number already refuses
             raise ApiError(400, "invalid_value", "must be a finite number", "reward")

@@ -212,6 +212,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "STOREFRONT_THREADS": str(args.threads),
         "STOREFRONT_WORKER_CLASS": "gthread" if args.threads > 1 else "sync",
         "STOREFRONT_LOG_LEVEL": args.log_level,
+        "STOREFRONT_SUPERVISOR_PID": str(os.getpid()),
     }
     if args.access_log:
         env["STOREFRONT_ACCESS_LOG"] = "-"
@@ -235,12 +236,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "" if learner else ", learner not started",
     )  # fmt: skip
     status = 0
+    redis_gone = False
     try:
         while not stopping:
             if api.poll() is not None:
                 log.error("gunicorn exited with code %s", api.returncode)
                 status = api.returncode or 1
                 break
+            if (
+                embedded is not None
+                and embedded.process is not None
+                and embedded.process.poll() is not None
+                and not redis_gone
+            ):
+                # The rules tier keeps serving without Redis (decisions answered, not logged); say it loudly.
+                log.error("the embedded Redis exited with code %s: decisions are no longer logged; restart "
+                          "storefront serve", embedded.process.returncode)  # fmt: skip
+                redis_gone = True
             if learner is not None and learner.poll() is not None:
                 log.error("learner exited with code %s; restarting it", learner.returncode)
                 time.sleep(1.0)

@@ -383,7 +383,12 @@ def run_forever(
             signal.signal(sig, lambda *_: stop.set())
     ladder_note = "; running the ladders while holding the lease" if ladders else ""
     log.info("learner joining every %.1fs%s", interval, ladder_note)
+    # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
+    supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
     while not stop.is_set():
+        if supervisor and os.getppid() != supervisor:
+            log.warning("storefront serve (pid %d) is gone; learner stopping", supervisor)
+            break
         try:
             stats = joiner.run_once()
             if stats.joined or stats.defaulted:

@@ -50,7 +50,7 @@ REWARDS = Counter(
 )
 REWARD_POSTS = Counter(
     "storefront_reward_posts_total",
-    "Reward posts by outcome: accepted, duplicate, late, unknown, invalid.",
+    "Reward posts by outcome: accepted, duplicate, late, unknown, invalid, error (storage unavailable).",
     ["outcome"],
 )
 JOIN_OUTCOMES = Counter(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config import StoreConfig
+from bandit.evaluation import UniformPolicy as UniformPolicy  # the uniform baseline lives in the library
 from bandit.policy import Policy
 from bandit.vw import ExploreADF, FeatureEncoder, VWPolicy
 
@@ -62,23 +63,6 @@ class OraclePolicy(Policy):
 
     def clone(self) -> OraclePolicy:
         return OraclePolicy(self.slot, self._s, self._item_index, self._view)
-
-
-class UniformPolicy(Policy):
-    """Every eligible item with the same probability."""
-
-    tier = "uniform"
-
-    def __init__(self, slot: str):
-        self.slot = slot
-        self.version = "uniform"
-
-    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
-        n = len(candidates)
-        return [1.0 / n] * n, "uniform"
-
-    def clone(self) -> UniformPolicy:
-        return UniformPolicy(self.slot)
 
 
 def default_reward_scale(config: StoreConfig) -> float:

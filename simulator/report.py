@@ -77,6 +77,7 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
     timeline: dict[str, Any] = {}
     exposure: dict[str, Any] = {}
     transitions: dict[str, Any] = {}
+    ladder: dict[str, Any] = {}
     for arm in result.arms:
         stats = result.stats[arm.name]
         pages = max(stats.pages, 1)
@@ -140,6 +141,13 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
         timeline[arm.name] = arm_timeline
         transitions[arm.name] = arm_transitions
         exposure[arm.name] = arm_exposure
+        history = getattr(arm.learner, "history", None)
+        if callable(history):
+            ladder[arm.name] = [
+                {"at_hours": _r((h["at"] - result.scenario.start) / 3600.0), "slot": h["slot"],
+                 "transition": h["transition"], "reason": h["reason"]}
+                for h in history()
+            ]  # fmt: skip
     return {
         "format": FORMAT,
         "mode": result.mode,
@@ -153,6 +161,7 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
         "timeline": {"bucket_start_hours": [_r(h) for h in hours], "policies": timeline},
         "drift": [{"at_hours": _r(at), "kind": kind, "name": name} for at, kind, name in result.drift_hours],
         "tier_transitions": transitions,
+        "ladder": ladder,
         "exposure": exposure,
         "notes": list(result.notes),
     }
@@ -222,6 +231,11 @@ def report_markdown(report: dict[str, Any], plots: list[str], plot_note: str = "
                 f"{c['to']} (from {c['at_hours']:g} h)" if c["from"] else f"{c['to']} (at start)" for c in changes
             )
             lines.append(f"- {name} / {slot}: {steps or 'no decisions'}")
+    for name, entries in report.get("ladder", {}).items():
+        lines += ["", f"## Ladder transitions ({name})", ""]
+        if not entries:
+            lines.append("- none")
+        lines += [f"- {e['at_hours']:g} h, {e['slot']}: **{e['transition']}** — {e['reason']}" for e in entries]
     if report["drift"]:
         lines += ["", "## Drift", ""]
         lines += [f"- {d['at_hours']:g} h: {d['kind']} `{d['name']}`" for d in report["drift"]]
@@ -302,6 +316,10 @@ def write_plots(report: dict[str, Any], out: Path) -> list[str]:
             tiers = sorted(shares)
             ax.stackplot(hours, *[nan(shares[t]) for t in tiers], labels=tiers)
             ax.legend(fontsize=8, loc="lower left")
+        for entry in report.get("ladder", {}).get(main, []):
+            if entry["slot"] == slot and entry["transition"] in ("ramp", "promoted", "rollback", "fallback"):
+                ax.axvline(entry["at_hours"], color="black", linewidth=0.8, linestyle=":")
+                ax.text(entry["at_hours"], 1.01, entry["transition"], fontsize=6, rotation=90, va="bottom")
         ax.set(title=f"{slot}: tier share ({main})", xlabel="simulated hours", ylim=(0, 1))
     fig.tight_layout()
     fig.savefig(out / "tiers.png", dpi=100, metadata={"Software": None})

@@ -114,6 +114,7 @@ REWARD_CASES: list[tuple[str, bytes | Any, int, str, str | None]] = [
     ("revenue a bool", reward(event="purchase", revenue=True), 400, "invalid_value", "revenue"),
     ("revenue too large for a float", reward(event="purchase", revenue=HUGE), 400, "invalid_value", "revenue"),
     ("revenue with an explicit reward", reward(reward=1, revenue=5), 400, "unknown_field", "revenue"),
+    ("revenue with a click (it would not count)", reward(event="click", revenue=5), 400, "invalid_value", "revenue"),
     ("reward NaN", b'{"event_id": "x", "slot": "hero", "reward": NaN}', 400, "invalid_value", "reward"),
     ("reward Infinity", b'{"event_id": "x", "slot": "hero", "reward": Infinity}', 400, "invalid_value", "reward"),
     ("reward a string", reward(reward="1"), 400, "invalid_value", "reward"),
