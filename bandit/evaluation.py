@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config import StoreConfig
-from bandit.ope import DM, DR, IPS, SNIPS, Estimate, Estimator, Lift, OffPolicyData, lift
+from bandit.ope import Estimate, Estimator, Lift, OffPolicyData, lift
 from bandit.policy import Policy
 
 
@@ -219,15 +219,6 @@ class SlotReport:
             "estimates": [e.to_dict() for e in self.estimates],
             "lift_vs_logged": [x.to_dict() for x in self.lifts],
         }
-
-
-def default_estimators(
-    with_model: bool, clip: float | None = None, ci: str = "normal", seed: int = 0
-) -> list[Estimator]:
-    out: list[Estimator] = [IPS(clip=clip, ci=ci, seed=seed), SNIPS(clip=clip, ci=ci, seed=seed)]
-    if with_model:
-        out += [DM(clip=clip, ci=ci, seed=seed), DR(clip=clip, ci=ci, seed=seed)]
-    return out
 
 
 def evaluate_slot(

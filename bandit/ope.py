@@ -32,6 +32,7 @@ intervals.  See also Saito et al., "Open Bandit Dataset and Pipeline" (2021).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import ClassVar
@@ -128,7 +129,7 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class Estimator:
+class Estimator(ABC):
     """Base: an estimator is a small immutable object; ``estimate`` validates and delegates.
 
     Parameters
@@ -174,8 +175,9 @@ class Estimator:
             raise ValueError(f"{self.name}: needs a reward model (q_chosen and q_target)")
         return self._terms(data, self.weights(data)[0])
 
+    @abstractmethod
     def _terms(self, data: OffPolicyData, w: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Per-round contributions given the (clipped) weights ``w``."""
 
     def value(self, data: OffPolicyData) -> float:
         return float(np.mean(self.terms(data)))

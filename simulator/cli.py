@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from bandit.config import ConfigError, load_config
+from bandit.config import ConfigError, StoreConfig, load_config
 from simulator.runner import PEERS, Arm, simulate
-from simulator.scenario import load_scenario, shipped_scenarios
+from simulator.scenario import Scenario, load_scenario, shipped_scenarios
 
 
 class Progress:
@@ -93,15 +93,23 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _load(args: argparse.Namespace) -> tuple[StoreConfig, Scenario] | None:
+    """The config and the scenario named on the command line, or None after printing why not."""
+    try:
+        config = load_config(args.config)
+        return config, load_scenario(args.scenario, config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from simulator.report import write_report
 
-    try:
-        config = load_config(args.config)
-        scenario = load_scenario(args.scenario, config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return 2
+    config, scenario = loaded
     events = args.events or scenario.events
     if events < 1:
         print("--events must be ≥ 1", file=sys.stderr)
@@ -168,12 +176,10 @@ def _timed(config: Any, scenario: Any, events: int, seed: int, arm: Arm) -> tupl
 def run_bench_simulate(args: argparse.Namespace) -> int:
     from simulator.baselines import VWPeer
 
-    try:
-        config = load_config(args.config)
-        scenario = load_scenario(args.scenario, config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return 2
+    config, scenario = loaded
     rules_time, rules_decisions = _timed(config, scenario, args.events, args.seed, Arm("config", "config", config))
     rules_rate = rules_decisions / rules_time
     print(
