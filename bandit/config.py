@@ -307,12 +307,17 @@ class TreeSettings:
         always carries (required, or with a default).
     top_items
         How many items each leaf lists, best first.
+    pessimism
+        How much the model's advantage of an item in a leaf is discounted
+        when the log rarely showed it there: ``pessimism × sd(reward) /
+        √(1 + times shown in the leaf)``.  0 trusts the model everywhere.
     """
 
     max_depth: int = 3
     min_leaf: int = 200
     features: tuple[str, ...] = ()
     top_items: int = 5
+    pessimism: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -321,11 +326,18 @@ class EscalationSettings:
 
     ``min_lift`` is relative: the lower confidence bound of the challenger's
     off-policy lift must be at least this fraction of the incumbent's value.
-    ``guardrail_margin`` is relative too.
+    ``guardrail_margin`` is relative too.  With ``max_events`` above
+    ``min_events`` the gate looks again at twice as many shadow events, and
+    twice that, up to ``max_events``, while its interval still straddles
+    ``min_lift``; each look uses a Bonferroni share of ``1 - confidence``.
+    ``probe`` is the share of the
+    incumbent's exploration that follows the challenger during shadow (0: pure
+    shadow, nothing of the challenger is served).
     """
 
     mode: str = "off"
     min_events: int = 5000
+    max_events: int = 0  # 0: one look at min_events
     min_lift: float = 0.02
     confidence: float = 0.95
     estimator: str = "dr"
@@ -337,6 +349,21 @@ class EscalationSettings:
     guardrail_margin: float = 0.10
     guardrail_min_events: int = 300
     guardrail_window: int = 2000
+    guardrail_confidence: float = 0.99
+    probe: float = 0.0
+
+    def looks(self) -> tuple[int, ...]:
+        """Shadow events at which the gate looks: ``min_events``, doubling, up to ``max_events``."""
+        looks, n = [], self.min_events
+        while n < self.max_events:
+            looks.append(n)
+            n *= 2
+        looks.append(max(self.min_events, self.max_events))
+        return tuple(looks)
+
+    def look_confidence(self) -> float:
+        """Confidence of each look, so that all looks together keep ``confidence`` (Bonferroni)."""
+        return 1.0 - (1.0 - self.confidence) / len(self.looks())
 
 
 @dataclass(frozen=True)
@@ -779,23 +806,35 @@ class _Checker:
                     self.error(kpath, "the last step must be 1.0 (the whole traffic)")
                     ok = False
                 out[key] = tuple(steps)
+            elif key == "max_events":
+                n = self.number(raw, kpath, lo=0, integer=True)
+                ok = ok and n is not None
+                out[key] = n
             elif key in ("min_events", "retrain_every", "train_window", "ramp_events", "guardrail_min_events",
                          "guardrail_window"):  # fmt: skip
                 n = self.number(raw, kpath, lo=1, integer=True)
                 ok = ok and n is not None
                 out[key] = n
-            elif key == "confidence":
-                c = self.number(raw, kpath, lo=0.5, hi=0.999)
+            elif key in ("confidence", "guardrail_confidence"):
+                c = self.number(raw, kpath, lo=0.5, hi=0.9999)
                 ok = ok and c is not None
                 out[key] = c
             elif key == "holdout":
                 h = self.number(raw, kpath, lo=0, hi=0.5)
                 ok = ok and h is not None
                 out[key] = h
+            elif key == "probe":
+                p = self.number(raw, kpath, lo=0, hi=1)
+                ok = ok and p is not None
+                out[key] = p
             else:  # min_lift, guardrail_margin
                 x = self.number(raw, kpath, lo=-1 if key == "min_lift" else 0, hi=10)
                 ok = ok and x is not None
                 out[key] = x
+        if ok and out.get("max_events") and out["max_events"] < out.get("min_events", EscalationSettings.min_events):
+            self.error((*path, "max_events"), f"must be 0 (one look) or at least min_events "
+                       f"({out.get('min_events', EscalationSettings.min_events)})")  # fmt: skip
+            ok = False
         return EscalationSettings(**out) if ok else None
 
     def tree(self, value: Any, path: Path, context: ContextSchema) -> TreeSettings | None:
@@ -811,6 +850,10 @@ class _Checker:
                 n = self.number(raw, kpath, lo=limits[key][0], hi=limits[key][1], integer=True)
                 ok = ok and n is not None
                 out[key] = n
+            elif key == "pessimism":
+                x = self.number(raw, kpath, lo=0, hi=10)
+                ok = ok and x is not None
+                out[key] = x
             else:  # features
                 names = self.listing(raw, kpath, min_len=1)
                 for i, fname in enumerate(names):

@@ -5,7 +5,8 @@ its clock — wall time in production, simulated time in the simulator):
 
 ``incumbent``  the incumbent serves everything; no challenger yet (or it was rejected)
 ``shadow``     a challenger was trained; its probability vector is computed and logged
-               beside every decision, not served
+               beside every decision; with ``probe`` the incumbent's exploration
+               follows it (:func:`probe_pmf`), otherwise nothing of it is served
 ``approval``   the gate passed in ``manual`` mode; waiting for an operator
 ``ramp``       the challenger serves a growing share of traffic (e.g. 5% → 25% → 100%),
                each step held for ``ramp_events`` joined events
@@ -15,13 +16,18 @@ its clock — wall time in production, simulated time in the simulator):
 The **gate** (shadow → ramp): at least ``min_events`` joined events logged since
 the challenger was trained (never the data it was trained on), and the lower
 confidence bound of its off-policy lift over the incumbent, relative to the
-incumbent's value, at least ``min_lift``.  A challenger that fails the gate is
-rejected and a new one is trained ``retrain_every`` events later.
+incumbent's value, at least ``min_lift``.  With ``max_events`` an undecided
+gate looks again at twice as many shadow events, up to ``max_events``, each
+look at a Bonferroni share of the error rate.  A challenger that fails the
+gate is rejected and a new one is trained ``retrain_every`` events later.
 
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
-its own traffic is below the old tier's by more than ``guardrail_margin``
-(relative), with at least ``guardrail_min_events`` on each arm and a one-sided
-z-test at 95%.  A challenger that fails to serve (errors, a missing or corrupt
+its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
+one-sided z-test at ``guardrail_confidence`` over the last ``guardrail_window``
+rewards of each arm (at least ``guardrail_min_events`` each).  It looks once
+per ``guardrail_min_events`` fresh rewards of the new arm, not after every
+batch, so a tier that merely holds its own is not rolled back by the noise of
+repeated looks.  A challenger that fails to serve (errors, a missing or corrupt
 model) sends the slot back to rules at once.
 
 Serving uses a :class:`LadderPolicy`: the arm that serves is drawn with its own
@@ -33,10 +39,12 @@ valid during a ramp.  Every transition is returned as a history entry.
 from __future__ import annotations
 
 import math
+import sys
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -64,7 +72,11 @@ class LadderPolicy(Policy):
     secondary, share
         Serves ``share`` of the traffic (a ramping challenger, or the old tier as holdout).
     shadow
-        Evaluated on every decision and logged, never served.
+        Evaluated on every decision and logged beside it.
+    probe
+        Share of the primary's exploration that follows the shadow's
+        probability vector (see :func:`probe_pmf`); 0 serves nothing of the
+        shadow.  The primary's favourite keeps its own probability.
 
     The served item is drawn from the arm chosen with ``uniform_for(event_id,
     slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
@@ -80,36 +92,58 @@ class LadderPolicy(Policy):
         share: float = 0.0,
         shadow: Policy | None = None,
         on_error: Callable[[str, Exception], None] | None = None,
+        probe: float = 0.0,
     ):
         if secondary is None and share:
             raise ValueError("share without a secondary policy")
         if not 0 <= share <= 1:
             raise ValueError(f"share must be in [0, 1], got {share}")
+        if not 0 <= probe <= 1:
+            raise ValueError(f"probe must be in [0, 1], got {probe}")
         self.slot = slot
         self.primary = primary
         self.secondary = secondary
         self.share = share
         self.shadow = shadow
         self.on_error = on_error
+        self.probe = probe if shadow is not None and secondary is None else 0.0
         self.tier = primary.tier  # type: ignore[misc]
         self.version = primary.version
 
     def decide(
         self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
     ) -> Decision:
-        if self.secondary is None or self.share <= 0:
-            decision = self.primary.decide(context, candidates, event_id, position)
-        else:
+        if self.shadow is None:
+            if self.secondary is None or self.share <= 0:
+                return self.primary.decide(context, candidates, event_id, position)
+            return self._mixed(context, candidates, event_id, position)
+        try:
+            probs: list[float] | None = self.shadow.pmf(context, candidates)[0]
+        except Exception as exc:  # a broken challenger must never break serving
+            self._failed("shadow", exc)
+            probs = None
+        if self.secondary is not None and self.share > 0:
             decision = self._mixed(context, candidates, event_id, position)
-        if self.shadow is not None:
-            try:
-                probs, _ = self.shadow.pmf(context, candidates)
-            except Exception as exc:  # a broken challenger must never break serving
-                self._failed("shadow", exc)
+        elif probs is not None and self.probe > 0:
+            decision = self._probed(context, candidates, event_id, position, probs)
+        else:
+            decision = self.primary.decide(context, candidates, event_id, position)
+        if probs is None:
+            return decision
+        return _replace(decision, shadow={"version": self.shadow.version, "tier": self.shadow.tier, "pmf": probs})
+
+    def _probed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
+                shadow: list[float]) -> Decision:  # fmt: skip
+        p_primary, why = self.primary.pmf(context, candidates)
+        probs = probe_pmf(p_primary, shadow, self.probe)
+        index = sample_index(probs, uniform_for(event_id, self.slot))
+        if probs[index] < max(probs):
+            if shadow[index] == max(shadow) and p_primary[index] < max(p_primary):
+                why = f"probe: the challenger's pick; {why}"
             else:
-                shadow = {"version": self.shadow.version, "tier": self.shadow.tier, "pmf": probs}
-                decision = _replace(decision, shadow=shadow)
-        return decision
+                why = f"explore; {why}"
+        return Decision(self.slot, position, candidates[index], probs[index], tuple(candidates), tuple(probs),
+                        self.tier, self.version, why)  # fmt: skip
 
     def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int) -> Decision:
         assert self.secondary is not None
@@ -138,13 +172,70 @@ class LadderPolicy(Policy):
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
         p_primary, why = self.primary.pmf(context, candidates)
         if self.secondary is None or self.share <= 0:
+            if self.shadow is not None and self.probe > 0:
+                return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
             return p_primary, why
         p_secondary, _ = self.secondary.pmf(context, candidates)
         s = self.share
         return [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)], why
 
     def clone(self) -> LadderPolicy:
-        return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error)
+        return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error,
+                            self.probe)  # fmt: skip
+
+
+def probe_pmf(incumbent: Sequence[float], challenger: Sequence[float], probe: float) -> list[float]:
+    """The incumbent's probabilities with a share ``probe`` of its exploration sent to the challenger.
+
+    The incumbent's favourite ``g`` keeps its probability; every other item
+    gives up ``probe`` of its exploration probability, and that mass,
+    ``probe · (1 − π(g))``, is spread by the challenger's own probabilities:
+
+        p(a) = π(a)·(1 − probe)·[a ≠ g] + π(g)·[a = g] + probe·(1 − π(g))·π_c(a)
+
+    So the shoppers who would have seen the incumbent's pick still see it, and
+    the rounds the incumbent spends exploring land where the challenger would
+    act — the rounds off-policy evaluation needs to judge it.  The result is
+    what is served and logged, so every estimate stays unbiased.
+    """
+    g = max(range(len(incumbent)), key=incumbent.__getitem__)
+    spread = probe * (1.0 - incumbent[g])
+    out = [p * (1.0 - probe) + spread * c for p, c in zip(incumbent, challenger, strict=True)]
+    out[g] = incumbent[g] + spread * challenger[g]
+    return out
+
+
+_KEPT = ("event_id", "ts", "slot", "position", "chosen", "propensity", "reward", "tier", "policy_version")
+
+
+class RecordSlimmer:
+    """Keeps only what training and gates read of a joined record, sharing what repeats.
+
+    A joined record decoded from JSON costs about 6 KB (its candidates, pmf
+    and context are fresh objects, and it carries explanations and outcomes);
+    the slim copy shares interned strings and candidate tuples and stores the
+    pmf as packed doubles: about 1.1 KB for a 31-item slot.  A learner holds
+    ``train_window`` records, and up to ``max_events`` more in shadow.
+    """
+
+    def __init__(self, max_shapes: int = 1024):
+        self.max_shapes = max_shapes
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        out = {key: record[key] for key in _KEPT if key in record}
+        for key in ("event_id", "slot", "chosen", "tier", "policy_version"):
+            if isinstance(out.get(key), str):
+                out[key] = sys.intern(out[key])
+        candidates = tuple(sys.intern(c) for c in record["candidates"])
+        if len(self._shapes) >= self.max_shapes and candidates not in self._shapes:
+            self._shapes.clear()
+        out["candidates"] = self._shapes.setdefault(candidates, candidates)
+        out["context"] = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
+                          for k, v in record["context"].items()}  # fmt: skip
+        pmf = record.get("pmf")
+        out["pmf"] = None if pmf is None else array("d", pmf)
+        return out
 
 
 def _replace(decision: Decision, **changes: Any) -> Decision:
@@ -161,9 +252,11 @@ class ArmStats:
     """Recent rewards of one serving arm, for the guardrail."""
 
     rewards: deque[float] = field(default_factory=deque)
+    total: int = 0  # rewards ever added
 
     def add(self, reward: float, window: int) -> None:
         self.rewards.append(reward)
+        self.total += 1
         while len(self.rewards) > window:
             self.rewards.popleft()
 
@@ -196,6 +289,7 @@ class SlotState:
     step_since: int = 0  # joined events (both arms) since the current ramp step began
     next_train_at: int = 0
     next_gate_at: int = 0
+    gate_looks: int = 0  # looks the gate took at the current challenger
     last_gate: dict[str, Any] | None = None
     version: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -258,7 +352,9 @@ class SlotLadder:
         self.buffer: deque[Mapping[str, Any]] = deque(maxlen=settings.train_window)
         self.since_challenger: list[Mapping[str, Any]] = []
         self.arms: dict[str, ArmStats] = {}
+        self.slim = RecordSlimmer()
         self.health_errors = 0
+        self.guard_mark = 0  # the new arm's total at the guardrail's last look
         self._policy: LadderPolicy | None = None
         self._policy_version = -1
 
@@ -285,6 +381,7 @@ class SlotLadder:
             if record.get("tier") == "pin":
                 continue
             s.seen += 1
+            record = self.slim(record)
             self.buffer.append(record)
             if s.stage in ("shadow", "approval"):
                 self.since_challenger.append(record)
@@ -341,6 +438,7 @@ class SlotLadder:
         s.challenger = {"tier": "tree", "snapshot": snapshot}
         s.challenger_since = s.seen
         s.next_gate_at = s.seen + self.settings.min_events
+        s.gate_looks = 0
         self.since_challenger = []
         s.stage = "shadow"
         return [self._record(now, "trained", "challenger trained; evaluating in shadow",
@@ -351,9 +449,20 @@ class SlotLadder:
         assert s.challenger is not None
         challenger = build_policy(self.config, self.slot, s.challenger)
         incumbent = build_policy(self.config, self.slot, s.incumbent)
-        result = self.gate(self.config, self.slot, self.since_challenger, challenger, incumbent, self.settings)
+        looks = self.settings.looks()
+        settings = replace(self.settings, confidence=self.settings.look_confidence())
+        result = self.gate(self.config, self.slot, self.since_challenger, challenger, incumbent, settings)
+        s.gate_looks += 1
+        result = {**result, "look": s.gate_looks, "looks": len(looks)}
         s.last_gate = {"at": now, **result}
         if not result["passed"]:
+            high = result.get("relative_lift_high")
+            last = s.gate_looks >= len(looks) or len(self.since_challenger) >= looks[-1]
+            if not last and (high is None or high >= self.settings.min_lift):
+                next_look = looks[min(s.gate_looks, len(looks) - 1)]
+                s.next_gate_at = s.challenger_since + next_look
+                return [self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; looking again at "
+                                     f"{next_look} shadow events", gate=result)]  # fmt: skip
             s.stage = "incumbent"
             s.challenger = None
             s.next_train_at = s.seen + self.settings.retrain_every
@@ -370,6 +479,7 @@ class SlotLadder:
         s.ramp_step = 0
         s.step_since = 0
         self.arms = {}
+        self.guard_mark = 0
         self.since_challenger = []
         return self._record(now, "ramp", reason, share=self.settings.ramp[0], **details)
 
@@ -396,6 +506,7 @@ class SlotLadder:
         s.stage = "promoted"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
+        self.guard_mark = 0
         return self._record(now, "promoted", reason, holdout=self.settings.holdout)
 
     def _guard(self, now: float, promoted: bool) -> list[dict[str, Any]]:
@@ -407,14 +518,15 @@ class SlotLadder:
         new = self.arms.get(_arm_version(self.config, new_spec))
         old = self.arms.get(_arm_version(self.config, old_spec))
         need = self.settings.guardrail_min_events
-        if new is None or old is None or new.n < need or old.n < need:
+        if new is None or old is None or new.n < need or old.n < need or new.total - self.guard_mark < need:
             return []
+        self.guard_mark = new.total  # looks are spaced by `need` fresh rewards of the new arm
         m_new, v_new = new.mean_var()
         m_old, v_old = old.mean_var()
         se = math.sqrt(v_new / new.n + v_old / old.n) or 1e-12
-        drop = m_old - m_new
-        z = drop / se
-        if drop > self.settings.guardrail_margin * abs(m_old) and z > NormalDist().inv_cdf(0.95):
+        floor = m_old - self.settings.guardrail_margin * abs(m_old)
+        z = (floor - m_new) / se
+        if z > NormalDist().inv_cdf(self.settings.guardrail_confidence):
             details = {"new_mean": round(m_new, 6), "old_mean": round(m_old, 6), "n_new": new.n, "n_old": old.n,
                        "z": round(z, 3)}  # fmt: skip
             return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
@@ -438,6 +550,7 @@ class SlotLadder:
         s.stage = "incumbent"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
+        self.guard_mark = 0
         self.since_challenger = []
         return self._record(now, kind, reason, **details)
 
@@ -504,7 +617,7 @@ def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]]
     settings = settings or EscalationSettings()
     primary = build(state.incumbent)
     if state.stage in ("shadow", "approval") and state.challenger:
-        return LadderPolicy(slot, primary, shadow=build(state.challenger))
+        return LadderPolicy(slot, primary, shadow=build(state.challenger), probe=settings.probe)
     if state.stage == "ramp" and state.challenger:
         return LadderPolicy(slot, primary, build(state.challenger), settings.ramp[state.ramp_step])
     if state.stage == "promoted" and state.previous and settings.holdout > 0:

@@ -21,6 +21,7 @@ from bandit.policy import Policy
 from bandit.tree import fit_tree
 
 TREE_ROUNDS = 20_000  # rounds the tree is grown on; the reward model still learns from all of them
+TREE_PASSES = 3  # passes of the reward model over the training window (1 pass under-fits the rarely shown items)
 
 
 def train_tree(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
@@ -36,15 +37,18 @@ def train_tree(config: StoreConfig, slot: str, records: Sequence[Mapping[str, An
     if len(rounds) < 2 * settings.min_leaf:
         raise ValueError(f"too few rounds to grow a tree: {len(rounds)} < 2 × min_leaf ({settings.min_leaf})")
     meta: dict[str, Any] = {"rounds": len(rounds), "from_ts": rounds[0].get("ts"), "to_ts": rounds[-1].get("ts")}
-    model = CrossFitRewardModel(config, rounds, folds=2, seed=seed, passes=1)
+    model = CrossFitRewardModel(config, rounds, folds=2, seed=seed, passes=TREE_PASSES)
     sample = np.linspace(0, len(rounds) - 1, min(len(rounds), TREE_ROUNDS)).astype(int)
     try:
         scores = np.array([model.predict(int(i), rounds[i]["context"], items) for i in sample])
     finally:
         model.close()
-    meta["model"] = f"{model.kind}, {model.folds}-fold cross-fitted"
+    meta["model"] = f"{model.kind}, {model.folds}-fold cross-fitted, {TREE_PASSES} passes"
     contexts = [rounds[i]["context"] for i in sample]
-    return fit_tree(config, slot, contexts, scores, items, settings, meta)
+    chosen = [rounds[i]["chosen"] for i in sample]
+    spread = float(np.std([float(r["reward"]) for r in rounds]))
+    return fit_tree(config, slot, contexts, scores, items, settings, meta, chosen=chosen,
+                    pessimism=settings.pessimism * spread)  # fmt: skip
 
 
 def lift_gate(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any]], challenger: Policy,
@@ -59,17 +63,19 @@ def lift_gate(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any
         if model is not None:
             model.close()
     scale = abs(result.incumbent) or 1.0
-    relative_low = result.ci_low / scale
+    relative_low, relative_high = result.ci_low / scale, result.ci_high / scale
     passed = relative_low >= settings.min_lift
     reason = (
-        f"lift lower bound {relative_low:+.2%} of the incumbent's value "
-        f"{'≥' if passed else '<'} min_lift {settings.min_lift:+.2%} ({estimator.name}, n={result.n})"
+        f"lift {result.lift / scale:+.2%} [{relative_low:+.2%}, {relative_high:+.2%}] of the incumbent's value; "
+        f"lower bound {'≥' if passed else '<'} min_lift {settings.min_lift:+.2%} "
+        f"({estimator.name}, n={result.n}, {settings.confidence:.1%} interval)"
     )
     return {
         "passed": passed, "reason": reason, "estimator": estimator.name, "n": result.n,
         "challenger_value": round(result.target, 6), "incumbent_value": round(result.incumbent, 6),
         "lift": round(result.lift, 6), "lift_low": round(result.ci_low, 6), "lift_high": round(result.ci_high, 6),
-        "relative_lift_low": round(relative_low, 6),
+        "relative_lift_low": round(relative_low, 6), "relative_lift_high": round(relative_high, 6),
+        "confidence": round(settings.confidence, 6),
     }  # fmt: skip
 
 

@@ -150,6 +150,7 @@ def fit_tree(
     meta: Mapping[str, Any] | None = None,
     chosen: Sequence[str] | None = None,
     min_support: int = 0,
+    pessimism: float = 0.0,
 ) -> dict[str, Any]:
     """Grow the tree and return its snapshot (JSON-ready; load it with :func:`load_snapshot`).
 
@@ -168,9 +169,12 @@ def fit_tree(
     scores
         Per-round scores over ``items``: the reward model's ``q̂`` (see
         :class:`bandit.evaluation.CrossFitRewardModel`), or :func:`dr_scores`.
-    chosen, min_support
+    chosen, min_support, pessimism
         With the logged chosen items, an item needs at least ``min_support``
-        logged rounds in a leaf to be listed there.
+        logged rounds in a leaf to be listed there, and its mean advantage
+        there is reduced by ``pessimism / √(1 + rounds it was shown in the
+        leaf)`` before it is compared with zero: a model's guess about an item
+        the log rarely showed in that segment must be large to count.
     meta
         Extra provenance stored in the snapshot (data range, model...).
     """
@@ -196,7 +200,7 @@ def fit_tree(
     support = None
     if chosen is not None:
         support = np.array([index.get(item, -1) for item in chosen])
-    leaves = _leaves(model, encoder, items, settings.top_items, advantage, node_of, support, min_support)
+    leaves = _leaves(model, encoder, items, settings.top_items, advantage, node_of, support, min_support, pessimism)
     learned = [
         {"name": leaf.name, "when": conditions_to_yaml(leaf.conditions), "items": list(leaf.items), "n": leaf.n,
          "advantage": {k: round(v, 6) for k, v in leaf.advantage.items()}}
@@ -212,7 +216,7 @@ def fit_tree(
         "config_version": config.version,
         "settings": {
             "max_depth": settings.max_depth, "min_leaf": settings.min_leaf, "features": list(settings.features),
-            "top_items": settings.top_items, "min_support": min_support,
+            "top_items": settings.top_items, "min_support": min_support, "pessimism": round(pessimism, 6),
         },
         "n": len(contexts),
         "leaves": int(model.get_n_leaves()),
@@ -232,7 +236,8 @@ def _or_minus_one(index: int | None) -> int:
 
 
 def _leaves(model: Any, encoder: ContextEncoder, items: Sequence[str], top: int, advantage: np.ndarray,
-            node_of: np.ndarray, support: np.ndarray | None, min_support: int) -> list[Leaf]:  # fmt: skip
+            node_of: np.ndarray, support: np.ndarray | None, min_support: int,
+            pessimism: float = 0.0) -> list[Leaf]:  # fmt: skip
     """The fitted tree's leaves as rules; a subtree whose leaves all list the same items becomes one leaf."""
     tree = model.tree_
 
@@ -242,6 +247,7 @@ def _leaves(model: Any, encoder: ContextEncoder, items: Sequence[str], top: int,
         if support is not None:
             picked = support[in_leaf]
             seen = np.bincount(picked[picked >= 0], minlength=len(items))
+            mean = mean - pessimism / np.sqrt(1.0 + seen)
         order = [
             k for k in np.argsort(-mean, kind="stable")
             if mean[k] > 0 and (seen is None or seen[k] >= min_support)

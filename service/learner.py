@@ -132,12 +132,13 @@ class _Memory:
     since_challenger: list[Mapping[str, Any]]
     arms: dict[str, ArmStats]
     health_errors: int
+    guard_mark: int
 
     @classmethod
     def take(cls, ladder: SlotLadder) -> _Memory:
-        arms = {k: ArmStats(deque(v.rewards)) for k, v in ladder.arms.items()}
+        arms = {k: ArmStats(deque(v.rewards), v.total) for k, v in ladder.arms.items()}
         return cls(copy.deepcopy(ladder.state), copy.copy(ladder.buffer), list(ladder.since_challenger), arms,
-                   ladder.health_errors)  # fmt: skip
+                   ladder.health_errors, ladder.guard_mark)  # fmt: skip
 
     def restore(self, ladder: SlotLadder) -> None:
         ladder.state = self.state
@@ -145,6 +146,7 @@ class _Memory:
         ladder.since_challenger = self.since_challenger
         ladder.arms = self.arms
         ladder.health_errors = self.health_errors
+        ladder.guard_mark = self.guard_mark
 
 
 LearnerFactory = Callable[[StoreConfig, Mapping[str, SlotState]], Learner]
@@ -315,7 +317,7 @@ class LadderRunner:
                     got[slot].append(record)
             end, inclusive = entries[-1][0], False
         for slot, ladder in ladders.items():
-            ladder.buffer.extend(reversed(got[slot]))
+            ladder.buffer.extend(ladder.slim(record) for record in reversed(got[slot]))
             state = ladder.state
             pending = state.seen - state.challenger_since
             if state.stage in ("shadow", "approval") and pending > 0:

@@ -102,8 +102,8 @@ LEARNER_LAST_RUN = Gauge(
 
 LADDER_TRANSITIONS = Counter(
     "storefront_ladder_transitions_total",
-    "Escalation transitions by slot and kind (trained, rejected, awaiting_approval, ramp, promoted, rollback, "
-    "fallback, freeze, unfreeze, train_skipped), from the learner and the admin API.",
+    "Escalation transitions by slot and kind (trained, no_change, gate_wait, rejected, awaiting_approval, ramp, "
+    "promoted, rollback, fallback, freeze, unfreeze, train_skipped), from the learner and the admin API.",
     ["slot", "transition"],
 )
 LADDER_STAGE = Gauge(

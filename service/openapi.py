@@ -323,7 +323,8 @@ def _build(config: StoreConfig) -> dict[str, Any]:
         "last_gate": {
             "type": ["object", "null"],
             "description": "The last gate result: `passed`, `reason`, the estimator, `n`, the values and the lift "
-            "with its confidence bounds.",
+            "with its confidence bounds (absolute, and relative to the incumbent's value), the interval's "
+            "`confidence`, and which `look` of how many `looks` it was.",
         },
     }
 
@@ -604,8 +605,8 @@ def _build(config: StoreConfig) -> dict[str, Any]:
                 "slot": _ref("SlotName"),
                 "transition": {
                     "type": "string",
-                    "description": "`trained`, `train_skipped`, `rejected`, `awaiting_approval`, `ramp`, `promoted`, "
-                    "`rollback`, `fallback`, `freeze` or `unfreeze`.",
+                    "description": "`trained`, `train_skipped`, `no_change`, `gate_wait`, `rejected`, "
+                    "`awaiting_approval`, `ramp`, `promoted`, `rollback`, `fallback`, `freeze` or `unfreeze`.",
                 },
                 "stage": {"type": "string", "enum": list(_STAGES), "description": "The stage after it."},
                 "reason": {"type": "string"},

@@ -247,6 +247,15 @@ BROKEN = [
      r"^must be ≥ 1 \(got 0\)$"),
     ("publisher-cap-fraction", "publisher_cap: 2", "publisher_cap: 1.5", 39, "constraints.publisher_cap",
      r"^must be a whole number$"),
+    ("gate-max-events-below-min", "    exploration: 0.1", "    exploration: 0.1\n    escalation: {mode: auto, "
+     "min_events: 500, max_events: 100}", 23, "slots[0].escalation.max_events",
+     r"^must be 0 \(one look\) or at least min_events \(500\)$"),
+    ("probe-above-one", "    exploration: 0.1", "    exploration: 0.1\n    escalation: {probe: 1.5}", 23,
+     "slots[0].escalation.probe", r"^must be ≤ 1 \(got 1.5\)$"),
+    ("tree-pessimism-negative", "    exploration: 0.1", "    exploration: 0.1\n    tree: {pessimism: -1}", 23,
+     "slots[0].tree.pessimism", r"^must be ≥ 0 \(got -1\)$"),
+    ("guardrail-confidence-one", "    exploration: 0.1", "    exploration: 0.1\n    escalation: "
+     "{guardrail_confidence: 1}", 23, "slots[0].escalation.guardrail_confidence", r"^must be ≤ 0.9999 \(got 1\)$"),
 ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from bandit.config import EscalationSettings, load_config
 from bandit.events import joined_records
-from bandit.ladder import LadderPolicy, SlotLadder, SlotState, build_policy
+from bandit.ladder import LadderPolicy, SlotLadder, SlotState, build_policy, probe_pmf
 from bandit.rules import RulesPolicy
 from bandit.tree import SNAPSHOT_KIND, SnapshotError, TreePolicy
 from tests.conftest import STORE_CONFIG
@@ -238,3 +238,95 @@ def test_tree_explanations_name_the_leaf_path() -> None:
     assert why == "tree:leaf-1[country=JP]"
     _, why = policy.pmf({"country": "US", "device": "pcvr"}, list(CONFIG.catalog.ids))
     assert why == "default"
+
+
+class ScriptedGate:
+    """A gate that answers from a list of relative (low, high) intervals, one per look."""
+
+    def __init__(self, intervals: list[tuple[float, float]]):
+        self.intervals = list(intervals)
+        self.calls: list[tuple[int, float]] = []
+
+    def __call__(self, config: Any, slot: str, records: list, challenger: Any, incumbent: Any, settings: Any) -> dict:
+        low, high = self.intervals[len(self.calls)]
+        self.calls.append((len(records), settings.confidence))
+        passed = low >= settings.min_lift
+        return {"passed": passed, "reason": f"[{low}, {high}]", "relative_lift_low": low, "relative_lift_high": high}
+
+
+def test_looks_double_up_to_max_events_and_share_the_error_rate() -> None:
+    settings = replace(SETTINGS, min_events=200, max_events=1000, confidence=0.95)
+    assert settings.looks() == (200, 400, 800, 1000)
+    assert settings.look_confidence() == pytest.approx(1 - 0.05 / 4)
+    assert replace(SETTINGS, min_events=200).looks() == (200,)  # max_events 0: one look
+    assert replace(SETTINGS, min_events=200).look_confidence() == pytest.approx(SETTINGS.confidence)
+
+
+def test_gate_looks_again_while_undecided_then_passes() -> None:
+    gate = ScriptedGate([(-0.05, 0.2), (-0.01, 0.15), (0.03, 0.1)])
+    lad = SlotLadder(CONFIG, "hero", replace(SETTINGS, max_events=1000), trainer, gate)
+    transitions = kinds(feed(lad, 300 + 800))
+    assert transitions == ["trained", "gate_wait", "gate_wait", "ramp"]
+    assert [n for n, _ in gate.calls] == [200, 400, 800]
+    assert [c for _, c in gate.calls] == pytest.approx([1 - 0.05 / 4] * 3)
+    assert lad.state.last_gate is not None and lad.state.last_gate["look"] == 3
+
+
+def test_gate_rejects_when_even_the_upper_bound_is_below_min_lift() -> None:
+    gate = ScriptedGate([(-0.3, 0.01)])
+    lad = SlotLadder(CONFIG, "hero", replace(SETTINGS, max_events=1000), trainer, gate)
+    assert kinds(feed(lad, 300 + 200)) == ["trained", "rejected"]
+
+
+def test_gate_rejects_at_the_last_look() -> None:
+    gate = ScriptedGate([(-0.05, 0.2), (-0.04, 0.2)])
+    lad = SlotLadder(CONFIG, "hero", replace(SETTINGS, max_events=400), trainer, gate)
+    assert kinds(feed(lad, 300 + 400)) == ["trained", "gate_wait", "rejected"]
+    assert lad.state.stage == "incumbent" and lad.state.challenger is None
+
+
+def test_probe_sends_exploration_to_the_challenger_and_keeps_the_favourite() -> None:
+    incumbent = [0.8, 0.1, 0.05, 0.05]
+    challenger = [0.0, 0.0, 0.9, 0.1]
+    mixed = probe_pmf(incumbent, challenger, 0.5)
+    assert mixed[0] == pytest.approx(0.8)  # the incumbent's favourite is untouched
+    assert mixed == pytest.approx([0.8, 0.05, 0.025 + 0.09, 0.025 + 0.01])
+    assert sum(mixed) == pytest.approx(1.0)
+    assert probe_pmf(incumbent, challenger, 0.0) == pytest.approx(incumbent)
+
+
+def test_shadow_with_probe_serves_and_logs_the_mixture() -> None:
+    lad, _ = ladder(probe=1.0)
+    feed(lad, 300)
+    assert lad.state.stage == "shadow"
+    policy = lad.policy()
+    assert policy.probe == 1.0
+    records = traffic(lad, 3000, start=300)
+    jp = [r for r in records if r["context"]["country"] == "JP"]
+    rules = RulesPolicy(CONFIG.slot("hero"), CONFIG.version)
+    tree = TreePolicy.from_snapshot(CONFIG, SNAPSHOT)
+    for record in jp[:20]:
+        p_rules, _ = rules.pmf(record["context"], record["candidates"])
+        p_tree, _ = tree.pmf(record["context"], record["candidates"])
+        assert record["pmf"] == pytest.approx(probe_pmf(p_rules, p_tree, 1.0))
+        assert record["propensity"] == pytest.approx(record["pmf"][record["candidates"].index(record["chosen"])])
+        assert record["tier"] == "rules"
+    # the challenger's pick for JP ("e") is served about exploration × challenger's own share of the time
+    served = Counter(r["chosen"] for r in jp)
+    expected = (1 - max(p_rules)) * max(p_tree) + p_rules[record["candidates"].index("e")]
+    assert served["e"] / len(jp) == pytest.approx(expected, abs=4 * (expected / len(jp)) ** 0.5)
+
+
+def test_the_ladder_keeps_slim_records_that_share_what_repeats() -> None:
+    lad, _ = ladder()
+    records = traffic(lad, 40)
+    lad.observe(records, now=0.0)
+    kept = list(lad.buffer)
+    assert len(kept) == 40
+    for original, slim in zip(records, kept, strict=True):
+        for key in ("event_id", "ts", "chosen", "propensity", "reward", "tier", "policy_version", "context"):
+            assert slim[key] == original[key]
+        assert list(slim["pmf"]) == pytest.approx(list(original["pmf"]))
+        assert list(slim["candidates"]) == list(original["candidates"])
+        assert "explanation" not in slim and "outcomes" not in slim
+    assert len({id(r["candidates"]) for r in kept}) == 1  # one shared tuple for one candidate set
