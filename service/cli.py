@@ -129,8 +129,11 @@ def _optional_parsers(sub: Any, bench_sub: Any) -> None:
         from simulator import cli as simulator_cli
     except ImportError:  # pragma: no cover - the simulator ships with the package
         return
+    from simulator import ladder_bench
+
     simulator_cli.add_simulate_parser(sub)
     simulator_cli.add_bench_simulate_parser(bench_sub)
+    ladder_bench.add_bench_ladder_parser(bench_sub)
 
 
 def _ope_parsers(sub: Any, bench_sub: Any) -> None:

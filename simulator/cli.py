@@ -93,7 +93,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> tuple[StoreConfig, Scenario] | None:
+def load_inputs(args: argparse.Namespace) -> tuple[StoreConfig, Scenario] | None:
     """The config and the scenario named on the command line, or None after printing why not."""
     try:
         config = load_config(args.config)
@@ -106,7 +106,7 @@ def _load(args: argparse.Namespace) -> tuple[StoreConfig, Scenario] | None:
 def run_simulate(args: argparse.Namespace) -> int:
     from simulator.report import write_report
 
-    loaded = _load(args)
+    loaded = load_inputs(args)
     if loaded is None:
         return 2
     config, scenario = loaded
@@ -176,7 +176,7 @@ def _timed(config: Any, scenario: Any, events: int, seed: int, arm: Arm) -> tupl
 def run_bench_simulate(args: argparse.Namespace) -> int:
     from simulator.baselines import VWPeer
 
-    loaded = _load(args)
+    loaded = load_inputs(args)
     if loaded is None:
         return 2
     config, scenario = loaded

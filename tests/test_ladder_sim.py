@@ -7,6 +7,7 @@ version of the same experiment is `storefront bench ladder`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -90,3 +91,24 @@ def test_drift_makes_the_promoted_tree_worse_and_the_guardrail_rolls_it_back() -
     assert rollback["new_mean"] < (1 - 0.10) * rollback["old_mean"]
     # After the rollback the rules serve again, and no later challenger serves the bad item to Germans.
     assert state.incumbent["tier"] == "rules" or "d" not in str(state.incumbent["snapshot"]["rules"][0])
+
+
+def test_bench_ladder_prints_the_gate_beside_the_truth(tmp_path, capsys) -> None:
+    from service.cli import main
+
+    out = tmp_path / "ladder.json"
+    scenario_file = str(FIXTURES / "scenarios" / "segments.yaml")
+    argv = ["bench", "ladder", "--config", str(FIXTURES / "ladder-store.yaml"), "--scenario", scenario_file,
+            "--events", "60000", "--seed", "1", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "gate estimate" in printed and "promoted" in printed and 'country: "DE"' in printed
+    data = json.loads(out.read_text())
+    (tree,) = data["challengers"]
+    assert tree["outcome"] == "promoted" and tree["true_pages"] > 1000
+    # the gate's interval holds the true lift on the pages of its shadow period
+    assert tree["gate"]["relative_lift_low"] <= tree["true_lift"] <= tree["gate"]["relative_lift_high"]
+    phases = {p["phase"]: p for p in data["phases"]}
+    assert phases["after promoted"]["lift"] > 0.15
+    assert main([*argv[:-2], "--slot", "nope"]) == 2
+    assert "unknown slot 'nope'" in capsys.readouterr().err

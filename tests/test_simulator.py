@@ -85,7 +85,7 @@ def test_drift_errors(vr_config: StoreConfig) -> None:
     with pytest.raises(ConfigError, match=r"drift\[1\].item: a launch names one item"):
         parse_scenario(text.replace("item: asgards-wrath", "item: asgards-wrath-3"), vr_config, "drift.yaml")
     with pytest.raises(ConfigError, match=r"drift\[0\].at: a share of the run must be between"):
-        parse_scenario(text.replace("at: 40%", "at: 140%"), vr_config, "drift.yaml")
+        parse_scenario(text.replace("at: 45%", "at: 140%"), vr_config, "drift.yaml")
 
 
 def test_a_scenario_for_another_store_is_refused(vr_config: StoreConfig) -> None:
