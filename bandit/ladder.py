@@ -409,6 +409,43 @@ class SlotLadder:
             transitions += self._guard(now, promoted=True)
         return transitions
 
+    def resume(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """After a restart: take the slot's newest joined records (oldest first, all learned already).
+
+        They refill the training window, the shadow evidence (the records since
+        the challenger was trained) and, during a ramp or after a promotion, the
+        guardrail's windows (records decided since the ramp began or the
+        promotion), so a restarted learner judges the same evidence.
+        """
+        for record in records:
+            if record.get("tier") != "pin":
+                self.buffer.append(self.slim(record))
+        s = self.state
+        pending = s.seen - s.challenger_since
+        if s.stage in ("shadow", "approval") and pending > 0:
+            self.since_challenger = list(self.buffer)[-pending:]
+        since = self._arms_since()
+        if since is not None:
+            self.arms, self.guard_mark = {}, 0
+            for record in self.buffer:
+                if float(record.get("ts", 0.0)) >= since:
+                    arm = str(record.get("policy_version", ""))
+                    self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
+
+    def _arms_since(self) -> float | None:
+        """When the guardrail's arms were last reset: the ramp's start, or the promotion."""
+        s = self.state
+        if s.stage == "promoted":
+            return next((h["at"] for h in reversed(s.history) if h["transition"] == "promoted"), None)
+        if s.stage == "ramp":
+            start = None
+            for h in reversed(s.history):
+                if h["transition"] != "ramp":
+                    break
+                start = h["at"]
+            return start
+        return None
+
     def report_error(self) -> None:
         """A worker reported that the challenger or the promoted model failed to serve."""
         self.health_errors += 1

@@ -299,7 +299,7 @@ class LadderRunner:
                  "training buffers)", self.holder, len(self.learner.ladders), self.cursor or "-", rebuilt)  # fmt: skip
 
     def _rebuild_buffers(self) -> int:
-        """Refill each ladder's training window with its slot's last records up to the cursor (learned already)."""
+        """Refill each ladder (training window, shadow evidence, guardrail windows) from records up to the cursor."""
         assert self.learner is not None
         ladders = self.learner.ladders
         need = {slot: ladder.buffer.maxlen or ladder.settings.train_window for slot, ladder in ladders.items()}
@@ -317,11 +317,7 @@ class LadderRunner:
                     got[slot].append(record)
             end, inclusive = entries[-1][0], False
         for slot, ladder in ladders.items():
-            ladder.buffer.extend(ladder.slim(record) for record in reversed(got[slot]))
-            state = ladder.state
-            pending = state.seen - state.challenger_since
-            if state.stage in ("shadow", "approval") and pending > 0:
-                ladder.since_challenger = list(ladder.buffer)[-pending:]
+            ladder.resume(list(reversed(got[slot])))
         return read
 
     def _adopt(self) -> None:

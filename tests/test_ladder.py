@@ -330,3 +330,29 @@ def test_the_ladder_keeps_slim_records_that_share_what_repeats() -> None:
         assert list(slim["candidates"]) == list(original["candidates"])
         assert "explanation" not in slim and "outcomes" not in slim
     assert len({id(r["candidates"]) for r in kept}) == 1  # one shared tuple for one candidate set
+
+
+def test_a_restarted_ladder_resumes_its_guardrail_windows_from_the_log() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 1700)
+    assert lad.state.stage == "promoted"
+    records = [r for first in range(1700, 2300, 50) for r in traffic(lad, 50, first)]
+    for first in range(0, len(records), 50):
+        lad.observe(records[first : first + 50], now=float(1700 + first))
+    before = {arm: stats.n for arm, stats in lad.arms.items()}
+    assert len(before) == 2 and all(n > 0 for n in before.values())
+    restarted = SlotLadder(CONFIG, "hero", lad.settings, trainer, FakeGate(True),
+                           SlotState.from_json(lad.state.to_json()))  # fmt: skip
+    restarted.resume(records)
+    after = {arm: stats.n for arm, stats in restarted.arms.items()}
+    assert after == before  # the same evidence, rebuilt from records decided since the promotion
+    assert len(restarted.buffer) == len(records)
+
+
+def test_a_restarted_ladder_in_shadow_resumes_its_evidence() -> None:
+    lad, gate = ladder(passed=True)
+    feed(lad, 400)
+    assert lad.state.stage == "shadow" and len(lad.since_challenger) == 100
+    restarted = SlotLadder(CONFIG, "hero", lad.settings, trainer, gate, SlotState.from_json(lad.state.to_json()))
+    restarted.resume(list(lad.buffer))
+    assert [r["event_id"] for r in restarted.since_challenger] == [r["event_id"] for r in lad.since_challenger]
