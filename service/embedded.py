@@ -7,11 +7,15 @@ and rewards survive a restart.  Set ``REDIS_URL`` to use any other Redis.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -35,10 +39,36 @@ def redis_server_binary() -> str:
     return found
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a pre-exec hook that has the kernel send SIGTERM to the child when its parent dies.
+
+    So a ``serve`` killed with SIGKILL (no chance to stop its children) does not
+    leave its redis-server running: SIGTERM makes it flush the append-only file
+    and exit.  The libc function is looked up before the fork; the child only
+    calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has prctl
+        return None
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return hook
+
+
 class EmbeddedRedis:
     """A redis-server child process bound to a unix socket in ``data_dir``.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.  On
+    Linux it is stopped (SIGTERM) when the process that started it dies, even
+    by SIGKILL.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], persistent: bool = True):
@@ -70,7 +100,10 @@ class EmbeddedRedis:
         conf_path = self.data_dir / "redis.conf"
         conf_path.write_text("\n".join(config) + "\n")
         self.process = subprocess.Popen(
-            [redis_server_binary(), str(conf_path)], stdin=subprocess.DEVNULL, start_new_session=True
+            [redis_server_binary(), str(conf_path)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),  # only prctl runs between fork and exec
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1.0)
