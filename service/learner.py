@@ -23,7 +23,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +231,31 @@ class LadderRunner:
                 break
         return transitions
 
+    @contextmanager
+    def _holding_lease(self) -> Iterator[None]:
+        """Renew the lease every third of its TTL while the block runs (a retrain takes 10-30 s).
+
+        If it is lost meanwhile (Redis unreachable long enough, or taken over),
+        the save that follows finds out and the batch is left to the new holder.
+        """
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.lease_ttl / 3):
+                try:
+                    if not self.storage.acquire_lease(self.holder, self.lease_ttl):
+                        return
+                except Exception as exc:  # Redis away: the save will tell
+                    log.warning("could not renew the ladder lease: %s", exc)
+
+        thread = threading.Thread(target=beat, name="ladder-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def _step(self, entries: list[tuple[str, dict[str, Any]]], now: float | None) -> list[dict[str, Any]]:
         """Observe one batch and save what changed with the new cursor, atomically."""
         learner = self.learner
@@ -238,7 +264,8 @@ class LadderRunner:
         records = [record for _, record in entries]
         cursor = entries[-1][0] if entries else self.cursor
         memory = {slot: _Memory.take(ladder) for slot, ladder in learner.ladders.items()}
-        made = learner.observe(records, now)
+        with self._holding_lease():  # training a tree or running a gate can outlast the lease
+            made = learner.observe(records, now)
         for _ in range(10):
             texts = {slot: _state_text(ladder.state) for slot, ladder in learner.ladders.items()}
             changed = [slot for slot, text in texts.items() if text != self._saved.get(slot)]

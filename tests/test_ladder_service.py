@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -407,3 +408,32 @@ def test_admin_status_actions_and_history(client: FlaskClient, storage: RedisSto
     slots = client.get("/v1/slots").get_json()["slots"]
     assert slots[0]["stage"] == "incumbent" and slots[0]["last_gate"]["passed"] is True
     json.dumps(detail)  # plain JSON all the way down
+
+
+def test_a_long_training_keeps_the_lease(storage: RedisStorage, config: StoreConfig) -> None:
+    def slow_learner(cfg: StoreConfig, states: Mapping[str, SlotState]) -> Learner:
+        learner = fake_learner(cfg, states)
+        for ladder in learner.ladders.values():
+            quick = ladder.trainer
+
+            def trainer(*args: Any, quick: Any = quick) -> dict[str, Any]:
+                time.sleep(1.0)  # a retrain on a big window: several lease TTLs
+                return quick(*args)
+
+            ladder.trainer = trainer
+        return learner
+
+    log_and_join(storage, config, 40)  # enough for the first tree (retrain_every: 30)
+    a = LadderRunner(storage, config, learner_factory=slow_learner, lease_ttl=0.3, holder="a")
+    b = LadderRunner(storage, config, learner_factory=fake_learner, lease_ttl=0.3, holder="b")
+    thread = threading.Thread(target=a.run_once)
+    thread.start()
+    deadline = time.monotonic() + 0.9
+    while time.monotonic() < deadline:  # a standby polling all through the training never gets in
+        b.run_once()
+        assert not b.active and storage.lease_holder() == "a"
+        time.sleep(0.05)
+    thread.join()
+    assert a.active
+    hero = SlotState.from_json(storage.load_ladders(["hero"])["hero"].state)
+    assert hero.stage == "shadow" and hero.seen == 40  # the trained challenger was saved
