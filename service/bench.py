@@ -423,7 +423,7 @@ def _report(
     fixed: dict[str, Any],
     unlogged: float | None,
 ) -> dict[str, Any]:
-    targets = {}
+    targets: dict[str, dict[str, Any]] = {}
     for target, results in runs.items():
         targets[target] = {
             "runs": len(results),

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -212,6 +212,7 @@ def run_bench_ope(args: argparse.Namespace) -> int:
     )
     results: list[dict[str, Any]] = []
     header = f"{'seed':>5} {'truth':>8} {'DR':>8} {'rel err':>8} {'95% CI':>20} {'ok':>3} {'ESS':>7}"
+    iterator: Iterator[dict[str, Any]]
     if workers == 1:
         iterator = map(run_seed, jobs)
     else:

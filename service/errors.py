@@ -65,8 +65,9 @@ def init_app(app: Flask) -> None:
         elif status == 405:
             message = f"{request.method} is not allowed on {request.path}"
         response, status = error_response(status, code, message, field)
-        if isinstance(exc, HTTPException) and exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None) if isinstance(exc, HTTPException) and exc.code == 405 else None
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response, status
 
     @app.errorhandler(Exception)

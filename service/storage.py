@@ -257,7 +257,8 @@ class RedisStorage:
     """
 
     def __init__(self, client: redis.Redis, prefix: str):
-        self.client = client
+        # redis-py types replies as bytes | str | None unions; this client always returns bytes (no decode_responses)
+        self.client: Any = client
         self.prefix = prefix
         self._due = f"{prefix}due"
         self._joined = f"{prefix}joined"
