@@ -310,7 +310,9 @@ class TreeSettings:
     pessimism
         How much the model's advantage of an item in a leaf is discounted
         when the log rarely showed it there: ``pessimism × sd(reward) /
-        √(1 + times shown in the leaf)``.  0 trusts the model everywhere.
+        √(1 + times shown in the leaf)``, counted on the rounds the tree is
+        grown on (at most 20,000, evenly spread over the window).  0 trusts
+        the model everywhere.
     """
 
     max_depth: int = 3

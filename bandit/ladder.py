@@ -24,10 +24,11 @@ gate is rejected and a new one is trained ``retrain_every`` events later.
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
 one-sided z-test at ``guardrail_confidence`` over the last ``guardrail_window``
-rewards of each arm (at least ``guardrail_min_events`` each).  It looks once
-per ``guardrail_min_events`` fresh rewards of the new arm, not after every
-batch, so a tier that merely holds its own is not rolled back by the noise of
-repeated looks.  A challenger that fails to serve (errors, a missing or corrupt
+rewards of each arm (at least ``guardrail_min_events`` each).  It looks again
+only when both arms have replaced half their window (at least
+``guardrail_min_events`` fresh rewards each), not after every batch: repeated
+looks at mostly the same rewards would roll back a tier that merely holds its
+own.  A challenger that fails to serve (errors, a missing or corrupt
 model) sends the slot back to rules at once.
 
 Serving uses a :class:`LadderPolicy`: the arm that serves is drawn with its own
@@ -173,7 +174,10 @@ class LadderPolicy(Policy):
         p_primary, why = self.primary.pmf(context, candidates)
         if self.secondary is None or self.share <= 0:
             if self.shadow is not None and self.probe > 0:
-                return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
+                try:
+                    return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
+                except Exception as exc:  # as in decide(): the primary alone
+                    self._failed("shadow", exc)
             return p_primary, why
         p_secondary, _ = self.secondary.pmf(context, candidates)
         s = self.share
@@ -253,6 +257,7 @@ class ArmStats:
 
     rewards: deque[float] = field(default_factory=deque)
     total: int = 0  # rewards ever added
+    looked: int = 0  # ``total`` at the guardrail's last look
 
     def add(self, reward: float, window: int) -> None:
         self.rewards.append(reward)
@@ -354,7 +359,6 @@ class SlotLadder:
         self.arms: dict[str, ArmStats] = {}
         self.slim = RecordSlimmer()
         self.health_errors = 0
-        self.guard_mark = 0  # the new arm's total at the guardrail's last look
         self._policy: LadderPolicy | None = None
         self._policy_version = -1
 
@@ -415,22 +419,35 @@ class SlotLadder:
         They refill the training window, the shadow evidence (the records since
         the challenger was trained) and, during a ramp or after a promotion, the
         guardrail's windows (records decided since the ramp began or the
-        promotion), so a restarted learner judges the same evidence.
+        promotion), so a restarted learner judges the same evidence.  Pass at
+        least ``seen - challenger_since`` records in shadow, even beyond
+        ``train_window``.
         """
-        for record in records:
-            if record.get("tier") != "pin":
-                self.buffer.append(self.slim(record))
+        kept = [self.slim(record) for record in records if record.get("tier") != "pin"]
+        self.buffer.extend(kept)
+        self._rebuild(kept)
+
+    def adopt(self, state: SlotState) -> None:
+        """Take a state another writer saved (the admin API); the evidence follows if the arms changed."""
+        old, self.state = self.state, state
+        if (old.stage, old.incumbent, old.challenger, old.previous) != (
+            state.stage, state.incumbent, state.challenger, state.previous
+        ):  # fmt: skip
+            self._rebuild(list(self.buffer))
+
+    def _rebuild(self, records: Sequence[Mapping[str, Any]]) -> None:
         s = self.state
         pending = s.seen - s.challenger_since
-        if s.stage in ("shadow", "approval") and pending > 0:
-            self.since_challenger = list(self.buffer)[-pending:]
+        in_shadow = s.stage in ("shadow", "approval") and pending > 0
+        self.since_challenger = list(records[-pending:]) if in_shadow else []
+        self.arms = {}
         since = self._arms_since()
-        if since is not None:
-            self.arms, self.guard_mark = {}, 0
-            for record in self.buffer:
-                if float(record.get("ts", 0.0)) >= since:
-                    arm = str(record.get("policy_version", ""))
-                    self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
+        if since is None:
+            return
+        for record in records:
+            if float(record.get("ts", 0.0)) >= since:
+                arm = str(record.get("policy_version", ""))
+                self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
 
     def _arms_since(self) -> float | None:
         """When the guardrail's arms were last reset: the ramp's start, or the promotion."""
@@ -440,9 +457,11 @@ class SlotLadder:
         if s.stage == "ramp":
             start = None
             for h in reversed(s.history):
+                if h["transition"] in ("freeze", "unfreeze"):
+                    continue
                 if h["transition"] != "ramp":
                     break
-                start = h["at"]
+                start = h["at"]  # the ramp's steps do not reset the arms; its first entry did
             return start
         return None
 
@@ -516,7 +535,6 @@ class SlotLadder:
         s.ramp_step = 0
         s.step_since = 0
         self.arms = {}
-        self.guard_mark = 0
         self.since_challenger = []
         return self._record(now, "ramp", reason, share=self.settings.ramp[0], **details)
 
@@ -543,7 +561,6 @@ class SlotLadder:
         s.stage = "promoted"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
-        self.guard_mark = 0
         return self._record(now, "promoted", reason, holdout=self.settings.holdout)
 
     def _guard(self, now: float, promoted: bool) -> list[dict[str, Any]]:
@@ -555,9 +572,14 @@ class SlotLadder:
         new = self.arms.get(_arm_version(self.config, new_spec))
         old = self.arms.get(_arm_version(self.config, old_spec))
         need = self.settings.guardrail_min_events
-        if new is None or old is None or new.n < need or old.n < need or new.total - self.guard_mark < need:
+        if new is None or old is None or new.n < need or old.n < need:
             return []
-        self.guard_mark = new.total  # looks are spaced by `need` fresh rewards of the new arm
+        # Look again only when both arms replaced half their window: repeated looks at mostly the same
+        # rewards would turn the test's 1% into near-certain false rollbacks over a long promotion.
+        gap = max(need, self.settings.guardrail_window // 2)
+        if (new.looked or old.looked) and min(new.total - new.looked, old.total - old.looked) < gap:
+            return []
+        new.looked, old.looked = new.total, old.total
         m_new, v_new = new.mean_var()
         m_old, v_old = old.mean_var()
         se = math.sqrt(v_new / new.n + v_old / old.n) or 1e-12
@@ -587,7 +609,6 @@ class SlotLadder:
         s.stage = "incumbent"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
-        self.guard_mark = 0
         self.since_challenger = []
         return self._record(now, kind, reason, **details)
 

@@ -120,6 +120,11 @@ class Joiner:
         return stats
 
 
+def _shadow_records(state: SlotState) -> int:
+    """Records a slot in shadow has gathered since its challenger was trained (0 otherwise)."""
+    return state.seen - state.challenger_since if state.stage in ("shadow", "approval") else 0
+
+
 def _state_text(state: SlotState) -> str:
     return json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
 
@@ -133,13 +138,12 @@ class _Memory:
     since_challenger: list[Mapping[str, Any]]
     arms: dict[str, ArmStats]
     health_errors: int
-    guard_mark: int
 
     @classmethod
     def take(cls, ladder: SlotLadder) -> _Memory:
-        arms = {k: ArmStats(deque(v.rewards), v.total) for k, v in ladder.arms.items()}
+        arms = {k: ArmStats(deque(v.rewards), v.total, v.looked) for k, v in ladder.arms.items()}
         return cls(copy.deepcopy(ladder.state), copy.copy(ladder.buffer), list(ladder.since_challenger), arms,
-                   ladder.health_errors, ladder.guard_mark)  # fmt: skip
+                   ladder.health_errors)  # fmt: skip
 
     def restore(self, ladder: SlotLadder) -> None:
         ladder.state = self.state
@@ -147,7 +151,6 @@ class _Memory:
         ladder.since_challenger = self.since_challenger
         ladder.arms = self.arms
         ladder.health_errors = self.health_errors
-        ladder.guard_mark = self.guard_mark
 
 
 LearnerFactory = Callable[[StoreConfig, Mapping[str, SlotState]], Learner]
@@ -287,7 +290,8 @@ class LadderRunner:
                     memory[slot].restore(learner.ladders[slot])
                     self._adopt_slot(slot)
                     made = [t for t in made if t.get("slot") != slot]
-                    made += learner.ladders[slot].observe([r for r in records if r.get("slot") == slot], now)
+                    with self._holding_lease():
+                        made += learner.ladders[slot].observe([r for r in records if r.get("slot") == slot], now)
                 continue
             for slot in changed:
                 self._revs[slot] = self._revs.get(slot, 0) + 1
@@ -329,7 +333,8 @@ class LadderRunner:
         """Refill each ladder (training window, shadow evidence, guardrail windows) from records up to the cursor."""
         assert self.learner is not None
         ladders = self.learner.ladders
-        need = {slot: ladder.buffer.maxlen or ladder.settings.train_window for slot, ladder in ladders.items()}
+        need = {slot: max(ladder.buffer.maxlen or ladder.settings.train_window, _shadow_records(ladder.state))
+                for slot, ladder in ladders.items()}  # fmt: skip
         got: dict[str, list[Mapping[str, Any]]] = {slot: [] for slot in ladders}
         budget = max(need.values(), default=0) * max(len(ladders), 1)
         end, inclusive, read = self.cursor, True, 0
@@ -369,7 +374,7 @@ class LadderRunner:
         except (ValueError, TypeError, KeyError) as exc:
             log.error("slot %s: ladder state rev %d unreadable (%s); keeping ours", slot, entry.rev, exc)
             return
-        ladder.state = state  # the training buffer stays: it is data, not state
+        ladder.adopt(state)  # the training buffer stays: it is data, not state
         self._saved[slot] = _state_text(state)
         log.info("slot %s: adopted ladder state rev %d saved by another writer (stage %s%s)", slot, entry.rev,
                  state.stage, ", frozen" if state.frozen else "")  # fmt: skip

@@ -115,7 +115,10 @@ def _challengers(history: list[dict[str, Any]], snapshots: Mapping[str, dict[str
             current.outcome = "promoted"
             incumbent = {"tier": "tree", "snapshot": current.snapshot}
         elif kind in ("rollback", "fallback"):
-            if current is not None and current.outcome == "promoted":
+            if current is not None and current.decided_at is None:  # dropped while in shadow
+                current.decided_at = h["at"]
+                current.outcome = f"{kind} in shadow"
+            elif current is not None and current.outcome == "promoted":
                 current.outcome = f"promoted, then {kind}"
             elif current is not None and current.outcome == "passed the gate":
                 current.outcome = f"{kind} during the ramp"
@@ -124,7 +127,12 @@ def _challengers(history: list[dict[str, Any]], snapshots: Mapping[str, dict[str
 
 
 def _score_challengers(experiment: LadderExperiment) -> None:
-    """Each challenger's true lift over its incumbent on the pages of its shadow period."""
+    """Each challenger's true lift over its incumbent on the pages of its shadow period.
+
+    Policies are scored on each page's available items, which is exactly what
+    the first slot of a page chooses from; later slots also lose earlier picks,
+    pins and publisher caps, so for them the truth is approximate.
+    """
     config, slot = experiment.config, experiment.slot
     traffic = Traffic(config, experiment.scenario, experiment.events, experiment.seed)
     truth = traffic.truth

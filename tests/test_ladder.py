@@ -356,3 +356,50 @@ def test_a_restarted_ladder_in_shadow_resumes_its_evidence() -> None:
     restarted = SlotLadder(CONFIG, "hero", lad.settings, trainer, gate, SlotState.from_json(lad.state.to_json()))
     restarted.resume(list(lad.buffer))
     assert [r["event_id"] for r in restarted.since_challenger] == [r["event_id"] for r in lad.since_challenger]
+
+
+def test_a_freeze_during_the_ramp_does_not_hide_its_start_from_a_restart() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 500)
+    assert lad.state.stage == "ramp"
+    lad.act("freeze", now=500.5)
+    lad.act("unfreeze", now=501.0)
+    started = next(h["at"] for h in lad.state.history if h["transition"] == "ramp")
+    assert lad._arms_since() == started
+
+
+def test_adopting_an_operators_state_rebuilds_the_evidence_for_the_new_arms() -> None:
+    lad, _ = ladder(passed=True)
+    feed(lad, 1700)
+    assert lad.state.stage == "promoted"
+    feed(lad, 600, start=1700)
+    assert lad.arms
+    other = SlotLadder(CONFIG, "hero", lad.settings, trainer, FakeGate(True), SlotState.from_json(lad.state.to_json()))
+    other.act("rollback", now=2300.0)  # what the admin API does, on its own copy of the state
+    lad.adopt(SlotState.from_json(other.state.to_json()))
+    assert lad.state.stage == "incumbent" and lad.arms == {}  # no stale windows of the rolled-back arms
+    same = SlotState.from_json(lad.state.to_json())
+    same.frozen = True
+    before = dict(lad.arms)
+    lad.adopt(same)  # a freeze changes no arm: nothing is rebuilt
+    assert lad.arms == before
+
+
+def test_the_guardrail_looks_again_only_when_both_arms_have_fresh_rewards() -> None:
+    lad, _ = ladder(passed=True, guardrail_window=400, guardrail_min_events=60, guardrail_margin=0.1)
+    feed(lad, 1700)
+    assert lad.state.stage == "promoted"
+    looks: list[int] = []
+    original = lad._guard
+
+    def counting(now: float, promoted: bool) -> list[dict]:
+        arms = [a.looked for a in lad.arms.values()]
+        out = original(now, promoted)
+        if [a.looked for a in lad.arms.values()] != arms:
+            looks.append(int(now))
+        return out
+
+    lad._guard = counting  # type: ignore[method-assign]
+    feed(lad, 8000, start=1700, reward_of=lambda d: 1.0)
+    # holdout 10%: the old arm replaces half its window (200) in ~2,000 events; about 4 looks, not one per batch
+    assert 2 <= len(looks) <= 6, looks
