@@ -25,7 +25,7 @@ The **guardrail** (ramp or promoted → back): the new tier's live mean reward o
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
 one-sided z-test at ``guardrail_confidence`` over the last ``guardrail_window``
 rewards of each arm (at least ``guardrail_min_events`` each).  It looks again
-only when both arms have replaced half their window (at least
+only when both arms have replaced a quarter of their window (at least
 ``guardrail_min_events`` fresh rewards each), not after every batch: repeated
 looks at mostly the same rewards would roll back a tier that merely holds its
 own.  A challenger that fails to serve (errors, a missing or corrupt
@@ -574,9 +574,9 @@ class SlotLadder:
         need = self.settings.guardrail_min_events
         if new is None or old is None or new.n < need or old.n < need:
             return []
-        # Look again only when both arms replaced half their window: repeated looks at mostly the same
-        # rewards would turn the test's 1% into near-certain false rollbacks over a long promotion.
-        gap = max(need, self.settings.guardrail_window // 2)
+        # Look again only when both arms replaced a quarter of their window: repeated looks at mostly the
+        # same rewards would turn the test's error rate into near-certain false rollbacks over a long promotion.
+        gap = max(need, self.settings.guardrail_window // 4)
         if (new.looked or old.looked) and min(new.total - new.looked, old.total - old.looked) < gap:
             return []
         new.looked, old.looked = new.total, old.total

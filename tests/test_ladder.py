@@ -401,5 +401,6 @@ def test_the_guardrail_looks_again_only_when_both_arms_have_fresh_rewards() -> N
 
     lad._guard = counting  # type: ignore[method-assign]
     feed(lad, 8000, start=1700, reward_of=lambda d: 1.0)
-    # holdout 10%: the old arm replaces half its window (200) in ~2,000 events; about 4 looks, not one per batch
-    assert 2 <= len(looks) <= 6, looks
+    # holdout 10%: the old arm replaces a quarter of its window (100) in ~1,000 events: about 8 looks in 8,000,
+    # not one per batch of 50
+    assert 5 <= len(looks) <= 10, looks

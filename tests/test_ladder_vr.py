@@ -68,7 +68,7 @@ def test_drift_rolls_the_promoted_tree_back_after_the_shoppers_turn() -> None:
     phases = [p["phase"] for p in data["phases"]]
     paid = data["phases"][phases.index("after promoted")]
     assert paid["to_hour"] == shift_hour and paid["lift"] > 0.05  # the tree paid until the shift...
-    turned = data["phases"][phases.index("after shift tastes-turn")]
-    assert turned["to_hour"] == rollback["hour"] and turned["lift"] < 0  # ...then it was worse than the rules
+    between = [p for p in data["phases"] if shift_hour <= p["from_hour"] < rollback["hour"]]
+    assert between and all(p["lift"] < 0 for p in between), data["phases"]  # ...then it was worse than the rules
     after = data["phases"][phases.index("after rollback")]
     assert abs(after["lift"]) < 0.05, data["phases"]  # back on the rules (its probe explores where trees would act)
