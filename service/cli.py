@@ -185,7 +185,7 @@ def _load_or_exit(path: str) -> StoreConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.embedded import EmbeddedRedis
+    from service.embedded import EmbeddedRedis, die_with_parent
 
     config = _load_or_exit(args.config)
     config_path = str(Path(args.config).resolve())
@@ -231,7 +231,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    api = subprocess.Popen(api_cmd, env=env)
+    # If serve dies without stopping them (SIGKILL), the kernel sends gunicorn SIGTERM; the learner exits on its own.
+    api = subprocess.Popen(api_cmd, env=env, preexec_fn=die_with_parent())  # only prctl runs between fork and exec
     learner = None if args.no_learner else subprocess.Popen(learn_cmd, env=env)
     log.info(
         "serving %s (version %s) on http://%s with %s%s",

@@ -42,13 +42,13 @@ def redis_server_binary() -> str:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """On Linux, a pre-exec hook that has the kernel send SIGTERM to the child when its parent dies.
 
     So a ``serve`` killed with SIGKILL (no chance to stop its children) does not
-    leave its redis-server running: SIGTERM makes it flush the append-only file
-    and exit.  The libc function is looked up before the fork; the child only
-    calls it.
+    leave its redis-server or gunicorn running: SIGTERM makes Redis flush its
+    append-only file and gunicorn stop its workers gracefully.  The libc
+    function is looked up before the fork; the child only calls it.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -103,7 +103,7 @@ class EmbeddedRedis:
             [redis_server_binary(), str(conf_path)],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # only prctl runs between fork and exec
+            preexec_fn=die_with_parent(),  # only prctl runs between fork and exec
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1.0)
