@@ -26,6 +26,10 @@ CONTEXT_KINDS = ("category", "number", "integer", "bool", "hour", "day_of_week")
 FEATURE_KINDS = ("category", "number", "bool")
 TIERS = ("rules",)
 ESCALATION_MODES = ("auto", "manual", "off")
+_ESCALATION_INTEGERS = ("min_events", "max_events", "retrain_every", "train_window", "ramp_events",
+                        "guardrail_min_events", "guardrail_window")  # fmt: skip
+_ESCALATION_RANGES = {"confidence": (0.5, 0.9999), "guardrail_confidence": (0.5, 0.9999), "holdout": (0.0, 0.5),
+                      "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0)}  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -808,29 +812,13 @@ class _Checker:
                     self.error(kpath, "the last step must be 1.0 (the whole traffic)")
                     ok = False
                 out[key] = tuple(steps)
-            elif key == "max_events":
-                n = self.number(raw, kpath, lo=0, integer=True)
+            elif key in _ESCALATION_INTEGERS:  # max_events may be 0 (one look); the others at least 1
+                n = self.number(raw, kpath, lo=0 if key == "max_events" else 1, integer=True)
                 ok = ok and n is not None
                 out[key] = n
-            elif key in ("min_events", "retrain_every", "train_window", "ramp_events", "guardrail_min_events",
-                         "guardrail_window"):  # fmt: skip
-                n = self.number(raw, kpath, lo=1, integer=True)
-                ok = ok and n is not None
-                out[key] = n
-            elif key in ("confidence", "guardrail_confidence"):
-                c = self.number(raw, kpath, lo=0.5, hi=0.9999)
-                ok = ok and c is not None
-                out[key] = c
-            elif key == "holdout":
-                h = self.number(raw, kpath, lo=0, hi=0.5)
-                ok = ok and h is not None
-                out[key] = h
-            elif key == "probe":
-                p = self.number(raw, kpath, lo=0, hi=1)
-                ok = ok and p is not None
-                out[key] = p
-            else:  # min_lift, guardrail_margin
-                x = self.number(raw, kpath, lo=-1 if key == "min_lift" else 0, hi=10)
+            else:  # numbers within a range
+                lo, hi = _ESCALATION_RANGES[key]
+                x = self.number(raw, kpath, lo=lo, hi=hi)
                 ok = ok and x is not None
                 out[key] = x
         if ok and out.get("max_events") and out["max_events"] < out.get("min_events", EscalationSettings.min_events):
