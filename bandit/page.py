@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.config import StoreConfig
-from bandit.decision import Decision
-from bandit.policy import Policy
-from bandit.rules import RulesPolicy
+from bandit.policies.base import Decision, Policy
+from bandit.policies.rules import RulesPolicy
 
 
 @dataclass

@@ -5,7 +5,7 @@ Every endpoint needs ``Authorization: Bearer <token>`` with the token of
 configured the whole API is off: every endpoint answers 404 ``admin_disabled``.
 
 An action loads the slot's state from Redis, applies
-:meth:`bandit.ladder.SlotLadder.act` to it (actor ``admin``) and saves it
+:meth:`bandit.escalation.ladder.SlotLadder.act` to it (actor ``admin``) and saves it
 compare-and-set on the state's revision, so it never overwrites what the
 learner saved meanwhile (it re-reads and retries instead).  The save bumps the
 ladder version, so every worker serves the new state within a second; this
@@ -26,7 +26,8 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from bandit.config import SlotConfig, StoreConfig
-from bandit.ladder import SlotLadder, SlotState
+from bandit.escalation.ladder import SlotLadder
+from bandit.escalation.state import SlotState
 from service.app import ConfigHolder, Runtime
 from service.errors import ApiError
 from service.ladders import announce, arm_name, publish_stage, slot_status

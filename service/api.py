@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, request
 
-from bandit.events import check_reward_number
+from bandit.eventlog.events import check_reward_number, logged_event
 from service import metrics
 from service.app import ConfigHolder, Runtime
 from service.errors import ApiError
@@ -156,14 +156,7 @@ def rank() -> Response:
     logged = False
     if page.decisions:
         window = config.reward.window_seconds
-        event = {
-            "event_id": event_id,
-            "ts": now,
-            "window_close": now + window,
-            "config_version": config.version,
-            "context": context,
-            "decisions": [d.to_dict() for d in page.decisions],
-        }
+        event = logged_event(event_id, now, window, config.version, context, page.decisions)
         try:
             _storage().log_event(event, window + _UNJOINED_GRACE)
             logged = True

@@ -32,9 +32,9 @@ from typing import Any
 from flask import Flask
 
 from bandit.config import ConfigError, StoreConfig, load_config
-from bandit.ladder import SlotState
+from bandit.escalation.state import SlotState
 from bandit.page import PageFiller
-from bandit.policy import Policy
+from bandit.policies.base import Policy
 from service import metrics
 from service.ladders import LadderWatcher, live_tier
 from service.storage import RedisStorage, Storage

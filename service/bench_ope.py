@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 
 from bandit.config import ConfigError, load_config
-from bandit.decision import Decision
-from bandit.evaluation import CrossFitRewardModel, UniformPolicy, learnable, policy_data
+from bandit.eventlog.events import learnable
+from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import DM, DR, IPS, SNIPS, Estimator
-from bandit.policy import Policy
-from bandit.rules import RulesPolicy
+from bandit.ope.evaluation import policy_data
+from bandit.policies.base import Decision, Policy
+from bandit.policies.rules import RulesPolicy
+from bandit.policies.uniform import UniformPolicy
 
 TOLERANCE = 0.03
 DEFAULT_TARGETS = ("examples/storefront-alt.yaml",)

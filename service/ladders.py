@@ -1,6 +1,6 @@
 """Escalation on the serving side: each worker serves the slot policies the saved ladder states describe.
 
-The learner (and the admin API) save each slot's :class:`~bandit.ladder.SlotState`
+The learner (and the admin API) save each slot's :class:`~bandit.escalation.state.SlotState`
 in Redis and bump one version counter (see :mod:`service.storage`).  A worker
 reads that counter at most once per ``check_every`` seconds, on a request, and
 only when it moved reloads the states and rebuilds the slots whose serving
@@ -30,8 +30,10 @@ from typing import Any
 import redis
 
 from bandit.config import SlotConfig, StoreConfig
-from bandit.ladder import STAGES, LadderPolicy, SlotState, build_policy, serving_policy
-from bandit.policy import Policy
+from bandit.escalation.ladder import build_policy, serving_policy
+from bandit.escalation.state import STAGES, SlotState
+from bandit.policies.base import Policy
+from bandit.policies.mixture import LadderPolicy
 from service import metrics
 from service.storage import Storage
 

@@ -2,7 +2,7 @@
 
 It polls the ``due`` set for events whose window closed (plus a small grace
 for clock skew between API workers and the learner), builds one joined record
-per slot decision with :func:`bandit.events.joined_records`, and commits them
+per slot decision with :func:`bandit.eventlog.events.joined_records`, and commits them
 with one atomic script (see :mod:`service.storage`).  Killing it at any point
 loses nothing and duplicates nothing: an event leaves ``due`` in the same step
 that appends its records.  Several learners may run; each event is still
@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.config import StoreConfig
-from bandit.events import joined_records
-from bandit.ladder import ArmStats, SlotLadder, SlotState
-from bandit.learner import Learner
+from bandit.escalation.guardrail import ArmStats
+from bandit.escalation.ladder import SlotLadder
+from bandit.escalation.learner import Learner
+from bandit.escalation.state import SlotState
+from bandit.eventlog.events import joined_records
 from service import metrics
 from service.ladders import announce, publish_stage
 from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage

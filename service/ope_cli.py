@@ -1,7 +1,7 @@
 """``storefront evaluate``, ``storefront replay``, ``storefront tree show|export`` (and ``bench ope``).
 
-Thin: parse, read the log (:mod:`bandit.logs`), call :mod:`bandit.evaluation`,
-print.  The estimators, their formulas and references live in :mod:`bandit.ope`.
+Thin: parse, read the log (:mod:`bandit.eventlog.jsonl`), call :mod:`bandit.ope.evaluation`,
+print.  The estimators, their formulas and references live in :mod:`bandit.ope.estimators`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 
 from bandit.config import ConfigError, StoreConfig, load_config
-from bandit.evaluation import CrossFitRewardModel, SlotReport, UniformPolicy, evaluate_slot, learnable, policy_data
-from bandit.logs import LogError, by_slot, read_joined
+from bandit.eventlog.events import learnable
+from bandit.eventlog.jsonl import LogError, by_slot, read_joined
+from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import ESTIMATORS, Estimator, lift
-from bandit.policy import Policy
-from bandit.rules import RulesPolicy
+from bandit.ope.evaluation import SlotReport, evaluate_slot, policy_data
+from bandit.policies.base import Policy
+from bandit.policies.rules import RulesPolicy
+from bandit.policies.uniform import UniformPolicy
 
 ESS_WARNING = 0.01
 
@@ -398,8 +401,8 @@ def stored_snapshot(args: argparse.Namespace, config: StoreConfig, slot: str) ->
 
 
 def _tree(args: argparse.Namespace) -> int:
-    from bandit.learner import train_tree
-    from bandit.tree import snapshot_as_rules_yaml
+    from bandit.learners.tree import train_tree
+    from bandit.policies.tree import snapshot_as_rules_yaml
 
     if not getattr(args, "tree_command", None):
         raise _Refused("usage: storefront tree {show,export} SLOT ...")

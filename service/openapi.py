@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from bandit.config import DAYS, ContextField, StoreConfig
-from bandit.ladder import STAGES
+from bandit.escalation.state import STAGES
 
 API_VERSION = "1.0.0"
 

@@ -7,7 +7,7 @@
   learning online from joined rewards on the simulated clock.  It plugs into
   the runner through the same learner hook as the config's own learned tiers.
 
-All three are plain :class:`bandit.policy.Policy` objects (or a learner that
+All three are plain :class:`bandit.policies.base.Policy` objects (or a learner that
 hands them out), so :class:`bandit.page.PageFiller` applies the config's
 exclusions, pins and publisher caps to them exactly as to the config.
 """
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from bandit.config import StoreConfig
-from bandit.evaluation import UniformPolicy as UniformPolicy  # the uniform baseline lives in the library
-from bandit.policy import Policy
-from bandit.vw import ExploreADF, FeatureEncoder, VWPolicy
+from bandit.learners.vw import ExploreADF, FeatureEncoder, VWPolicy
+from bandit.policies.base import Policy
+from bandit.policies.uniform import UniformPolicy as UniformPolicy  # the uniform baseline lives in the library
 
 
 class TruthView:
@@ -75,7 +75,7 @@ class VWPeer:
 
     ``observe`` learns from each joined record of its slot (context,
     candidates, chosen, propensity, reward); ``policies`` hands out the same
-    :class:`~bandit.vw.VWPolicy` objects every time, since VW updates in place.
+    :class:`~bandit.learners.vw.VWPolicy` objects every time, since VW updates in place.
     """
 
     def __init__(self, config: StoreConfig, algorithm: str = "squarecb", seed: int = 0, reward_scale: float = 0.0):

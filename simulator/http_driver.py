@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bandit.config import StoreConfig
-from bandit.events import reward_value
+from bandit.eventlog.events import reward_value
 from simulator.runner import Arm, ArmStats, SimulationResult, Traffic, bucket_hours, simulate, standard_arms
 from simulator.scenario import Scenario
 

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from bandit.config import StoreConfig
-from bandit.ladder import build_policy
-from bandit.learner import Learner, lift_gate, train_tree
-from bandit.policy import Policy
+from bandit.escalation.gate import lift_gate
+from bandit.escalation.ladder import build_policy
+from bandit.escalation.learner import Learner
+from bandit.learners.tree import train_tree
+from bandit.policies.base import Policy
 from simulator.runner import Arm, SimulationResult, Traffic, simulate
 from simulator.scenario import Scenario
 

@@ -17,7 +17,7 @@ The learner hook
 An arm may carry a *learner*: any object with
 
 - ``observe(records, now)`` — called with the joined records
-  (:func:`bandit.events.joined_records`) of every page whose reward window
+  (:func:`bandit.eventlog.events.joined_records`) of every page whose reward window
   closed at or before simulated time ``now``;
 - ``policies(now) -> {slot: Policy}`` — the serving policies from ``now`` on;
   slots left out are served by the config's own policies.  Called after
@@ -25,13 +25,11 @@ An arm may carry a *learner*: any object with
 
 That is how learned tiers and escalation plug in without changing the runner:
 they run on the simulated clock exactly as the learner process runs on the
-wall clock.  If a module ``bandit.learner`` exists and defines
-``make_learner(config, seed)``, the config arm uses the learner it returns.
+wall clock.  The config arm uses :func:`bandit.escalation.learner.make_learner`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,9 +38,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from bandit.config import StoreConfig
-from bandit.events import joined_records, reward_value
+from bandit.escalation.learner import make_learner
+from bandit.eventlog.events import joined_records, logged_event, reward_value
 from bandit.page import PageFiller
-from bandit.policy import Policy
+from bandit.policies.base import Policy
 from simulator.baselines import OraclePolicy, TruthView, UniformPolicy, VWPeer
 from simulator.clock import Schedule, SimClock
 from simulator.scenario import OUTCOMES, Scenario
@@ -55,7 +54,7 @@ PEERS = ("squarecb", "regcb", "epsilon")
 
 
 class Learner(Protocol):
-    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> None: ...
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> Any: ...
 
     def policies(self, now: float) -> Mapping[str, Policy]: ...
 
@@ -144,7 +143,7 @@ class Traffic:
         """What the shopper of page ``j`` does with ``item`` in ``slot``.
 
         Returns ``(posted, happened, late)``: the events that arrive inside
-        the reward window (as :func:`bandit.events.reward_value` wants them),
+        the reward window (as :func:`bandit.eventlog.events.reward_value` wants them),
         every event that happened (with its delay in seconds under ``"delay"``)
         and how many of them arrive late.
         """
@@ -279,14 +278,8 @@ class _ArmRun:
             for name in page.unfilled:
                 stats.unfilled[slot_index[name]] += 1
             if learner is not None:
-                event = {
-                    "event_id": batch.event_ids[j],
-                    "ts": now,
-                    "config_version": version,
-                    "context": context,
-                    "decisions": [d.to_dict() for d in page.decisions],
-                }
-                self.pending.append((now + window, event, rewards))
+                event = logged_event(batch.event_ids[j], now, window, version, context, page.decisions)
+                self.pending.append((event["window_close"], event, rewards))
         stats.pages += batch.n
 
     def finish(self) -> None:
@@ -313,14 +306,9 @@ class SimulationResult:
     notes: list[str] = field(default_factory=list)
 
 
-def config_learner(config: StoreConfig, seed: int) -> Any:
-    """The learner the config asks for, if the library has learned tiers (``bandit.learner.make_learner``)."""
-    try:
-        module = importlib.import_module("bandit.learner")
-    except ImportError:
-        return None
-    make = getattr(module, "make_learner", None)
-    return make(config, seed) if make is not None else None
+def config_learner(config: StoreConfig, seed: int) -> Learner | None:
+    """The learner the config asks for: None when every slot stays on its rules (escalation ``off``)."""
+    return make_learner(config, seed)
 
 
 def standard_arms(

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Any
 
-from bandit import yamlpos
-from bandit.config import Condition, ContextField, StoreConfig, _Checker, parse_duration
-from bandit.yamlpos import ConfigError, Path, Problem
+from bandit.config import Condition, ConfigChecker, ContextField, StoreConfig, parse_duration, yamlpos
+from bandit.config.yamlpos import ConfigError, Path, Problem
 
 SCENARIO_DIR = FsPath(__file__).parent / "scenarios"
 OUTCOMES = ("click", "add_to_cart", "purchase")
@@ -205,7 +204,7 @@ def parse_scenario(text: str, config: StoreConfig, source: str = "<scenario>") -
     return scenario
 
 
-class _ScenarioChecker(_Checker):
+class _ScenarioChecker(ConfigChecker):
     """Reuses the config checker's helpers (line lookup, mappings, numbers, rule conditions)."""
 
     def __init__(self, source: str, lines: dict[Path, int], config: StoreConfig):

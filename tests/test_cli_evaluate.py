@@ -124,8 +124,8 @@ def test_tree_show_and_export_load_back_as_rules(log: Path, tmp_path: Path, caps
 
 def test_tree_show_from_redis(storage: Any, monkeypatch: pytest.MonkeyPatch, redis_url: str, log: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    from bandit.learner import train_tree
-    from bandit.logs import read_joined
+    from bandit.eventlog.jsonl import read_joined
+    from bandit.learners.tree import train_tree
 
     monkeypatch.setenv("STOREFRONT_REDIS_PREFIX", storage.prefix)
     argv = ["tree", "show", "hero", "--config", str(CONFIG), "--redis-url", redis_url]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bandit.config import ConfigError, load_config, parse_config, parse_duration
-from bandit.yamlpos import Problem
+from bandit.config.yamlpos import Problem
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
 

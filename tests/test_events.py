@@ -8,8 +8,8 @@ from types import MappingProxyType
 import pytest
 
 from bandit.config import RewardConfig
-from bandit.decision import Decision
-from bandit.events import JOINED_FORMAT, check_reward_number, joined_records, reward_value
+from bandit.eventlog.events import JOINED_FORMAT, check_reward_number, joined_records, reward_value
+from bandit.policies.base import Decision
 
 CONFIG = RewardConfig(
     window_seconds=1800.0,

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from bandit.config import EscalationSettings, load_config
-from bandit.events import joined_records
-from bandit.ladder import LadderPolicy, SlotLadder, SlotState, build_policy, probe_pmf
-from bandit.rules import RulesPolicy
-from bandit.tree import SNAPSHOT_KIND, SnapshotError, TreePolicy
+from bandit.escalation.ladder import SlotLadder, build_policy
+from bandit.escalation.state import SlotState
+from bandit.eventlog.events import joined_records
+from bandit.policies.mixture import LadderPolicy, probe_pmf
+from bandit.policies.rules import RulesPolicy
+from bandit.policies.tree import SNAPSHOT_KIND, SnapshotError, TreePolicy
 from tests.conftest import STORE_CONFIG
 
 CONFIG = load_config(STORE_CONFIG)

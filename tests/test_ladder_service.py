@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from bandit.config import StoreConfig, load_config
-from bandit.ladder import SlotState
-from bandit.learner import Learner
-from bandit.tree import SNAPSHOT_KIND, TreePolicy
+from bandit.escalation.learner import Learner
+from bandit.escalation.state import SlotState
+from bandit.policies.tree import SNAPSHOT_KIND, TreePolicy
 from service.app import ConfigHolder, create_app
 from service.ids import new_event_id
 from service.learner import Joiner, LadderRunner

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bandit.config import EscalationSettings, load_config
-from bandit.learner import make_learner
+from bandit.escalation.learner import make_learner
 from simulator.runner import BUCKETS, Arm, simulate
 from simulator.scenario import load_scenario
 from tests.conftest import FIXTURES

@@ -11,7 +11,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from bandit.logs import LogError, parse_lines
+from bandit.eventlog.jsonl import LogError, parse_lines
 from bandit.ope import DM, DR, IPS, SNIPS, OffPolicyData, lift
 
 ROOT = Path(__file__).resolve().parent.parent

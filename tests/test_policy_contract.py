@@ -1,8 +1,10 @@
-"""The contract every registered tier fulfils, checked over random contexts and candidate sets.
+"""The contract every registered policy fulfils, checked over random contexts and candidate sets.
 
-A new tier registers itself in ``bandit.policy.POLICIES`` and is picked up here
-automatically.  If its constructor needs more than ``(slot_config, version)``,
-add a builder to ``BUILDERS``.
+Every tier in :mod:`bandit.tiers` is picked up here, whether or not its module
+was imported before, and so is the ladder's served mixture
+(:class:`bandit.policies.mixture.LadderPolicy`) in each of its shapes: a
+ramp, a holdout, and a shadow with probe.  A new tier needs nothing here: its
+``for_slot`` builds it, from ``EXAMPLE_SNAPSHOTS`` when the tier learns one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,25 +20,87 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bandit import tiers
 from bandit.config import ContextSchema, SlotConfig, StoreConfig, load_config
-from bandit.policy import POLICIES, Policy
-from bandit.sampling import uniform_for
+from bandit.policies.base import Policy
+from bandit.policies.mixture import LadderPolicy
+from bandit.policies.sampling import uniform_for
+from bandit.policies.tree import SNAPSHOT_KIND
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
 CONFIG: StoreConfig = load_config(EXAMPLE)
-TIERS = sorted(POLICIES)
-
-BUILDERS: dict[str, Callable[[type[Policy], SlotConfig, StoreConfig], Policy]] = {}
+TIERS = list(tiers.names())
 
 
-def build(tier: str, slot: SlotConfig) -> Policy:
-    cls = POLICIES[tier]
-    builder = BUILDERS.get(tier, lambda cls, slot, config: cls(slot, config.version))
-    return builder(cls, slot, CONFIG)
+def tree_snapshot(slot: SlotConfig) -> dict[str, Any]:
+    """A learned tree that disagrees with the rules: Japan and PC-VR get other items, the default is reversed."""
+    ids = list(CONFIG.catalog.ids)
+    return {
+        "kind": SNAPSHOT_KIND, "slot": slot.name, "version": f"tree-contract-{slot.name}",
+        "rules": [{"name": "leaf-1", "when": {"country": "JP"}, "items": ids[-2:]},
+                  {"name": "leaf-2", "when": {"device": {"in": ["pcvr", "psvr"]}}, "items": ids[3:6]}],
+        "default": list(reversed(slot.default)) + [i for i in ids[:4] if i not in slot.default],
+    }  # fmt: skip
+
+
+# A learned snapshot per tier that learns one (a tier without an entry is built from the config alone).
+EXAMPLE_SNAPSHOTS: dict[str, Callable[[SlotConfig], dict[str, Any]]] = {"tree": tree_snapshot}
+
+
+def tier_policy(tier: str, slot: SlotConfig) -> Policy:
+    snapshot = EXAMPLE_SNAPSHOTS[tier](slot) if tier in EXAMPLE_SNAPSHOTS else None
+    return tiers.get(tier).policy_class().for_slot(CONFIG, slot, snapshot)
+
+
+def _top_two(slot: SlotConfig) -> tuple[Policy, Policy]:
+    first, second = (TIERS + TIERS)[:2] if len(TIERS) == 1 else TIERS[-2:]
+    return tier_policy(first, slot), tier_policy(second, slot)
+
+
+def _ramp(slot: SlotConfig) -> Policy:
+    incumbent, challenger = _top_two(slot)
+    return LadderPolicy(slot.name, incumbent, challenger, share=0.25)
+
+
+def _holdout(slot: SlotConfig) -> Policy:
+    incumbent, previous = reversed(_top_two(slot))
+    return LadderPolicy(slot.name, incumbent, previous, share=0.05)
+
+
+def _shadow_probe(slot: SlotConfig) -> Policy:
+    incumbent, challenger = _top_two(slot)
+    return LadderPolicy(slot.name, incumbent, shadow=challenger, probe=PROBE)
+
+
+PROBE = 0.5
+MIXTURES: dict[str, Callable[[SlotConfig], Policy]] = {
+    "mixture:ramp": _ramp, "mixture:holdout": _holdout, "mixture:shadow-probe": _shadow_probe,
+}  # fmt: skip
+POLICIES = TIERS + list(MIXTURES)
+
+
+def build(name: str, slot: SlotConfig) -> Policy:
+    return MIXTURES[name](slot) if name in MIXTURES else tier_policy(name, slot)
+
+
+def served_tiers(name: str) -> set[str]:
+    """The tiers a decision of this policy may be logged with (a mixture logs the arm that served)."""
+    return set(TIERS) if name in MIXTURES else {name}
+
+
+def floor_share(name: str) -> float:
+    """Share of the exploration floor the policy keeps: a probe moves ``PROBE`` of the incumbent's exploration
+    to the challenger's probabilities, so an item neither favours keeps at least ``(1 - PROBE)`` of its floor."""
+    return 1.0 - PROBE if name == "mixture:shadow-probe" else 1.0
+
+
+def favourites(name: str) -> int:
+    """How many items a policy favours: one per arm."""
+    return 2 if name in MIXTURES else 1
 
 
 def with_exploration(slot: SlotConfig, exploration: float) -> SlotConfig:
-    return SlotConfig(slot.name, slot.position, slot.tier, exploration, slot.rules, slot.default)
+    return replace(slot, exploration=exploration)
 
 
 # The example's slots, plus large exploration shares where the 1/n cap of the floor matters.
@@ -44,7 +109,7 @@ SLOT_IDS = [f"{s.name}@{s.exploration}" for s in SLOTS]
 
 
 def exploration_floor(n: int, exploration: float) -> float:
-    """What the contract promises every candidate but the favourite (see ``bandit.policy.Policy``)."""
+    """What the contract promises every candidate but the favourite (see ``bandit.policies.base.Policy``)."""
     return 0.0 if n == 1 else min(exploration / (n - 1), 1.0 / n)
 
 
@@ -89,13 +154,16 @@ def random_cases(seed: int, count: int = 300) -> list[tuple[dict[str, Any], list
 CASES = random_cases(seed=20260101)
 
 
-def test_the_rules_tier_is_registered():
-    assert "rules" in POLICIES
-    assert all(POLICIES[tier].tier == tier for tier in TIERS)
+def test_every_tier_is_registered_with_its_own_policy_class():
+    assert TIERS[0] == "rules"
+    for tier in tiers.all_tiers():
+        assert tier.policy_class().tier == tier.name
+    assert tiers.from_config() == ("rules",)
+    assert tiers.served() == (*TIERS, "pin")
 
 
 @pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", POLICIES)
 def test_pmf_is_a_full_probability_vector_with_the_exploration_floor(tier, slot):
     policy = build(tier, slot)
     for context, candidates in CASES:
@@ -105,14 +173,15 @@ def test_pmf_is_a_full_probability_vector_with_the_exploration_floor(tier, slot)
         assert all(isinstance(p, float) for p in probs)
         assert min(probs) >= 0.0
         assert abs(math.fsum(probs) - 1.0) <= 1e-9
-        floor = exploration_floor(n, slot.exploration)
+        floor = exploration_floor(n, slot.exploration) * floor_share(tier)
         below = [p for p in probs if p < floor - 1e-12]
-        assert len(below) <= 1, (context, candidates, probs, floor)  # only the favourite may sit below
+        # Only a favourite may sit below (it does when the exploration share exceeds (n-1)/n); a mixture has two.
+        assert len(below) <= favourites(tier), (context, candidates, probs, floor)
         assert isinstance(explanation, str) and explanation
 
 
 @pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", POLICIES)
 def test_choose_serves_with_its_propensity_and_is_replayable(tier, slot):
     policy = build(tier, slot)
     for i, (context, candidates) in enumerate(CASES):
@@ -125,14 +194,16 @@ def test_choose_serves_with_its_propensity_and_is_replayable(tier, slot):
         assert decision.propensity == probs[index] == decision.pmf[index]
         assert decision.candidates == tuple(candidates)
         assert decision.pmf == tuple(probs)
-        assert (decision.slot, decision.position, decision.tier) == (slot.name, slot.position, tier)
-        assert decision.policy_version == policy.version
+        assert (decision.slot, decision.position) == (slot.name, slot.position)
+        assert decision.tier in served_tiers(tier)
+        if tier not in MIXTURES:
+            assert decision.policy_version == policy.version
         # The same event id and slot give the same decision, from this object and from a clone.
         assert policy.choose(context, candidates, uniform_for(event_id, slot.name), slot.position) == decision
         assert policy.clone().choose(context, candidates, u, position=slot.position) == decision
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", POLICIES)
 def test_clone_is_a_fresh_policy_with_the_same_settings(tier):
     policy = build(tier, CONFIG.slots[0])
     clone = policy.clone()
@@ -143,7 +214,7 @@ def test_clone_is_a_fresh_policy_with_the_same_settings(tier):
         assert clone.pmf(context, candidates) == policy.pmf(context, candidates)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", POLICIES)
 def test_no_candidates_is_refused(tier):
     with pytest.raises(ValueError, match="no eligible candidates"):
         build(tier, CONFIG.slots[0]).pmf({}, [])
@@ -178,7 +249,7 @@ FREQUENCY_CASES = [
 
 
 @pytest.mark.parametrize(("slot_index", "exploration", "context", "candidates"), FREQUENCY_CASES)
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", POLICIES)
 def test_observed_frequencies_match_the_pmf(tier, slot_index, exploration, context, candidates):
     """Chi-square goodness of fit over 20,000 draws with fixed, distinct event ids (so it cannot flake)."""
     slot = CONFIG.slots[slot_index]

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from bandit.config import Condition, SlotConfig, parse_config
-from bandit.decision import Decision
-from bandit.rules import RulesPolicy
+from bandit.policies.base import Decision
+from bandit.policies.rules import RulesPolicy
 
 CONFIG = """\
 catalog:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bandit.config import StoreConfig, load_config, parse_config
-from bandit.yamlpos import ConfigError
+from bandit.config.yamlpos import ConfigError
 from simulator.cli import main as cli_main
 from simulator.report import build_report, report_json, write_report
 from simulator.runner import Arm, Traffic, simulate

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bandit.config import StoreConfig, parse_config
-from bandit.vw import ExploreADF, FeatureEncoder, RewardRegressor, VWPolicy
+from bandit.learners.vw import ExploreADF, FeatureEncoder, RewardRegressor, VWPolicy
 
 CONFIG = """
 catalog:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from bandit.config import load_config
-from bandit.ladder import SlotState
+from bandit.escalation.state import SlotState
 from service.storage import LadderWrite, RedisStorage
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import LiveService, start_service, stop_service

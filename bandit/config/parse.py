@@ -1,4 +1,4 @@
-"""The store config: parsed once from YAML into frozen, typed objects.
+"""Reading the store config: YAML in, a :class:`~bandit.config.model.StoreConfig` out, or every problem at once.
 
 Every section is checked in full before anything is returned, so one run of
 ``storefront check`` lists every problem, each with file, line and field path.
@@ -10,464 +10,39 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
 
-from bandit import yamlpos
-from bandit.yamlpos import ConfigError, Path, Problem, format_path
+from bandit import tiers
+from bandit.config import yamlpos
+from bandit.config.checker import Checker, close_match
+from bandit.config.model import (
+    CONTEXT_KINDS,
+    FEATURE_KINDS,
+    Catalog,
+    Condition,
+    Constraints,
+    ContextField,
+    ContextSchema,
+    FeatureSpec,
+    Item,
+    Pin,
+    RewardConfig,
+    Rule,
+    ServiceSettings,
+    SlotConfig,
+    StoreConfig,
+    format_number,
+)
+from bandit.config.settings import ESCALATION_MODES, EscalationSettings, TreeSettings
+from bandit.config.yamlpos import ConfigError, Path, Problem
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CONTEXT_KINDS = ("category", "number", "integer", "bool", "hour", "day_of_week")
-FEATURE_KINDS = ("category", "number", "bool")
-TIERS = ("rules",)
-ESCALATION_MODES = ("auto", "manual", "off")
 _ESCALATION_INTEGERS = ("min_events", "max_events", "retrain_every", "train_window", "ramp_events",
                         "guardrail_min_events", "guardrail_window")  # fmt: skip
 _ESCALATION_RANGES = {"confidence": (0.5, 0.9999), "guardrail_confidence": (0.5, 0.9999), "holdout": (0.0, 0.5),
                       "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0)}  # fmt: skip
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds in a duration such as ``"30m"``, ``"7d"`` or a bare number of seconds.
-
-    >>> parse_duration("30m"), parse_duration("7d"), parse_duration(1.5)
-    (1800.0, 604800.0, 1.5)
-    """
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30m or 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration; use a number with a unit: 500ms, 45s, 30m, 2h, 7d, 1w")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
-
-# --------------------------------------------------------------------------- objects
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """A typed item feature declared under ``catalog.features``."""
-
-    name: str
-    kind: str
-    values: tuple[str, ...] = ()
-    min: float | None = None
-    max: float | None = None
-
-
-@dataclass(frozen=True)
-class Item:
-    """A catalog item: what a slot can show."""
-
-    id: str
-    publisher: str
-    features: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    title: str = ""
-
-
-@dataclass(frozen=True)
-class Catalog:
-    features: tuple[FeatureSpec, ...]
-    items: tuple[Item, ...]
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(item.id for item in self.items)
-
-    def item(self, item_id: str) -> Item:
-        return self._by_id[item_id]
-
-    @property
-    def _by_id(self) -> dict[str, Item]:
-        cached = self.__dict__.get("_by_id_cache")
-        if cached is None:
-            cached = {item.id: item for item in self.items}
-            object.__setattr__(self, "_by_id_cache", cached)
-        return cached
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._by_id
-
-
-@dataclass(frozen=True)
-class ContextField:
-    """A typed field of the shopper context sent with ``/v1/rank``.
-
-    ``hour`` and ``day_of_week`` fields default to the server's clock in UTC
-    when ``default: now`` is set and the request leaves them out.
-    """
-
-    name: str
-    kind: str
-    values: tuple[str, ...] = ()
-    min: float | None = None
-    max: float | None = None
-    required: bool = False
-    default: Any = None
-
-    def coerce(self, value: Any) -> Any:
-        """The normalised value, or raise ``ValueError`` saying what is allowed."""
-        kind = self.kind
-        if kind == "category":
-            if isinstance(value, str) and value in self._allowed:
-                return value
-            if not isinstance(value, str):
-                raise ValueError(f"must be a string, one of: {', '.join(self.values)}")
-            raise ValueError(f"unknown value {value!r}; allowed: {', '.join(self.values)}")
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            raise ValueError("must be true or false")
-        if kind == "day_of_week":
-            if isinstance(value, str) and value.lower() in _DAY_NAMES:
-                return _DAY_NAMES[value.lower()]
-            raise ValueError(f"must be a day of the week: {', '.join(DAYS)}")
-        # number, integer, hour
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a number")
-        if not is_finite_number(value):
-            raise ValueError("must be a finite number")
-        if kind in ("integer", "hour") and value != int(value):
-            raise ValueError("must be a whole number")
-        lo, hi = (0, 23) if kind == "hour" else (self.min, self.max)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            if lo is None or hi is None:  # one-sided: "between 0 and ?" would read as a bug
-                raise ValueError(f"must be ≥ {_num(lo)}" if hi is None else f"must be ≤ {_num(hi)}")
-            raise ValueError(f"must be between {_num(lo)} and {_num(hi)}")
-        return int(value) if kind in ("integer", "hour") else value
-
-    @property
-    def _allowed(self) -> frozenset[str]:
-        cached = self.__dict__.get("_allowed_cache")
-        if cached is None:
-            cached = frozenset(self.values)
-            object.__setattr__(self, "_allowed_cache", cached)
-        return cached
-
-    def default_value(self, now: datetime | None = None) -> Any:
-        if self.default == "now":
-            now = now or datetime.now(UTC)
-            return now.hour if self.kind == "hour" else DAYS[now.weekday()]
-        return self.default
-
-
-_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_DAY_NAMES = {**{d: d for d in DAYS}, **{full: full[:3] for full in _FULL_DAYS}}
-
-
-def is_finite_number(value: Any) -> bool:
-    """A JSON/YAML number that fits a float: not a bool, not NaN or infinite, not a 400-digit integer.
-
-    >>> is_finite_number(3), is_finite_number(float("nan")), is_finite_number(10**400), is_finite_number(True)
-    (True, False, False, False)
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "?"
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-@dataclass(frozen=True)
-class ContextSchema:
-    fields: tuple[ContextField, ...]
-
-    @property
-    def by_name(self) -> dict[str, ContextField]:
-        cached = self.__dict__.get("_by_name")
-        if cached is None:
-            cached = {f.name: f for f in self.fields}
-            object.__setattr__(self, "_by_name", cached)
-        return cached
-
-    def normalise(
-        self, raw: Mapping[str, Any], now: datetime | None = None
-    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """Validate a request context.
-
-        Returns the normalised context (defaults filled in) and a list of
-        ``(field, message)`` problems; the context is usable only when the
-        list is empty.
-        """
-        problems: list[tuple[str, str]] = []
-        out: dict[str, Any] = {}
-        by_name = self.by_name
-        for key in raw:
-            if key not in by_name:
-                problems.append((key, f"unknown context field; known fields: {', '.join(by_name)}"))
-        for spec in self.fields:
-            if spec.name in raw and raw[spec.name] is not None:
-                try:
-                    out[spec.name] = spec.coerce(raw[spec.name])
-                except ValueError as exc:
-                    problems.append((spec.name, str(exc)))
-            elif spec.required:
-                problems.append((spec.name, "required context field is missing"))
-            elif spec.default is not None:
-                out[spec.name] = spec.default_value(now)
-        return out, problems
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One test of a context field inside a rule's ``when``.
-
-    ``op`` is one of ``eq``, ``ne``, ``in``, ``not_in``, ``gt``, ``gte``,
-    ``lt``, ``lte``, ``between`` (inclusive) and ``hours`` (an hour-of-day
-    window ``[from, to)`` that may wrap past midnight).  A condition on a field
-    the context lacks is false, whatever the operator.
-    """
-
-    field: str
-    op: str
-    value: Any
-
-    def matches(self, context: Mapping[str, Any]) -> bool:
-        if self.field not in context:
-            return False
-        x = context[self.field]
-        op, v = self.op, self.value
-        if op == "eq":
-            return bool(x == v)
-        if op == "ne":
-            return bool(x != v)
-        if op == "in":
-            return x in v
-        if op == "not_in":
-            return x not in v
-        if op == "gt":
-            return bool(x > v)
-        if op == "gte":
-            return bool(x >= v)
-        if op == "lt":
-            return bool(x < v)
-        if op == "lte":
-            return bool(x <= v)
-        if op == "between":
-            return bool(v[0] <= x <= v[1])
-        if op == "hours":
-            start, end = v
-            return bool(start <= x < end) if start < end else bool(x >= start or x < end)
-        raise AssertionError(op)  # pragma: no cover - ops are validated on load
-
-    def to_yaml(self) -> Any:
-        """The YAML form this condition was (or could have been) written in."""
-        if self.op == "eq":
-            return self.value
-        if self.op == "hours":
-            return {"from": self.value[0], "to": self.value[1]}
-        if self.op in ("in", "not_in"):
-            return {self.op: sorted(self.value)}
-        if self.op == "between":
-            return {"between": list(self.value)}
-        return {self.op: self.value}
-
-
-@dataclass(frozen=True)
-class Rule:
-    """``when`` every condition holds, show the first eligible of ``items``."""
-
-    name: str
-    conditions: tuple[Condition, ...]
-    items: tuple[str, ...]
-    line: int | None = None
-
-    def matches(self, context: Mapping[str, Any]) -> bool:
-        return all(c.matches(context) for c in self.conditions)
-
-
-@dataclass(frozen=True)
-class TreeSettings:
-    """How the slot's decision tree is grown (``slots[].tree``); see docs/ladder.md.
-
-    Attributes
-    ----------
-    max_depth
-        Depth limit; 2–4 stays readable.
-    min_leaf
-        Fewest logged rounds in a leaf.
-    features
-        Context fields the tree may split on; empty: every field a request
-        always carries (required, or with a default).
-    top_items
-        How many items each leaf lists, best first.
-    pessimism
-        How much the model's advantage of an item in a leaf is discounted
-        when the log rarely showed it there: ``pessimism × sd(reward) /
-        √(1 + times shown in the leaf)``, counted on the rounds the tree is
-        grown on (at most 20,000, evenly spread over the window).  0 trusts
-        the model everywhere.
-    """
-
-    max_depth: int = 3
-    min_leaf: int = 200
-    features: tuple[str, ...] = ()
-    top_items: int = 5
-    pessimism: float = 0.5
-
-
-@dataclass(frozen=True)
-class EscalationSettings:
-    """When a slot moves from rules to a learned tree and back (``slots[].escalation``); see docs/ladder.md.
-
-    ``min_lift`` is relative: the lower confidence bound of the challenger's
-    off-policy lift must be at least this fraction of the incumbent's value.
-    ``guardrail_margin`` is relative too.  With ``max_events`` above
-    ``min_events`` the gate looks again at twice as many shadow events, and
-    twice that, up to ``max_events``, while its interval still straddles
-    ``min_lift``; each look uses a Bonferroni share of ``1 - confidence``.
-    ``probe`` is the share of the
-    incumbent's exploration that follows the challenger during shadow (0: pure
-    shadow, nothing of the challenger is served).
-    """
-
-    mode: str = "off"
-    min_events: int = 5000
-    max_events: int = 0  # 0: one look at min_events
-    min_lift: float = 0.02
-    confidence: float = 0.95
-    estimator: str = "dr"
-    retrain_every: int = 5000
-    train_window: int = 50000
-    ramp: tuple[float, ...] = (0.05, 0.25, 1.0)
-    ramp_events: int = 1000
-    holdout: float = 0.05
-    guardrail_margin: float = 0.10
-    guardrail_min_events: int = 300
-    guardrail_window: int = 2000
-    guardrail_confidence: float = 0.99
-    probe: float = 0.0
-
-    def looks(self) -> tuple[int, ...]:
-        """Shadow events at which the gate looks: ``min_events``, doubling, up to ``max_events``."""
-        looks, n = [], self.min_events
-        while n < self.max_events:
-            looks.append(n)
-            n *= 2
-        looks.append(max(self.min_events, self.max_events))
-        return tuple(looks)
-
-    def look_confidence(self) -> float:
-        """Confidence of each look, so that all looks together keep ``confidence`` (Bonferroni)."""
-        return 1.0 - (1.0 - self.confidence) / len(self.looks())
-
-
-@dataclass(frozen=True)
-class SlotConfig:
-    """A page slot, in page order (``position`` 0 is filled first)."""
-
-    name: str
-    position: int
-    tier: str
-    exploration: float
-    rules: tuple[Rule, ...]
-    default: tuple[str, ...]
-    escalation: EscalationSettings = EscalationSettings()
-    tree: TreeSettings = TreeSettings()
-
-
-@dataclass(frozen=True)
-class RewardConfig:
-    """How shopper events become a reward, and how long to wait for them.
-
-    The reward of one slot decision is the sum of the weights of the distinct
-    event types posted for it (the first of each type counts; repeats are
-    accepted and ignored), plus ``revenue_weight`` times the revenue of the
-    first purchase, plus the last explicit ``reward`` value posted, if any.
-    A decision with nothing posted inside the window gets ``default``.
-    """
-
-    window_seconds: float
-    default: float
-    events: Mapping[str, float]
-    revenue_weight: float
-
-
-@dataclass(frozen=True)
-class Pin:
-    slot: str
-    item: str
-    conditions: tuple[Condition, ...] = ()
-
-    def matches(self, context: Mapping[str, Any]) -> bool:
-        return all(c.matches(context) for c in self.conditions)
-
-
-@dataclass(frozen=True)
-class Constraints:
-    exclude: frozenset[str] = frozenset()
-    pins: tuple[Pin, ...] = ()
-    publisher_cap: int | None = None
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    max_body_bytes: int = 65536
-    max_candidates: int = 1000
-    joined_log_max_events: int = 1_000_000
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """The whole parsed config.  ``version`` is a hash of the file's bytes."""
-
-    name: str
-    source: str
-    version: str
-    catalog: Catalog
-    context: ContextSchema
-    slots: tuple[SlotConfig, ...]
-    reward: RewardConfig
-    constraints: Constraints
-    service: ServiceSettings
-
-    def slot(self, name: str) -> SlotConfig:
-        for slot in self.slots:
-            if slot.name == name:
-                return slot
-        raise KeyError(name)
-
-    @property
-    def slot_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.slots)
-
-    def summary(self) -> str:
-        return (
-            f"{self.source}: ok — store {self.name!r}, version {self.version}, {len(self.catalog.items)} items, "
-            f"{len(self.context.fields)} context fields, slots {', '.join(self.slot_names)}, "
-            f"reward window {_duration_text(self.reward.window_seconds)}"
-        )
-
-
-def _duration_text(seconds: float) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _DURATION_UNITS[unit]
-        if seconds >= size and float(seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    return f"{seconds}s"
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def load_config(path: str | FsPath) -> StoreConfig:
@@ -493,7 +68,7 @@ def load_config(path: str | FsPath) -> StoreConfig:
 def parse_config(text: str, source: str = "<config>") -> StoreConfig:
     """Parse config text; ``source`` names the file in error messages."""
     data, lines = yamlpos.load(text, source)
-    checker = _Checker(source, lines)
+    checker = ConfigChecker(source, lines)
     config = checker.store(data, text)
     if checker.problems:
         raise ConfigError(checker.problems)
@@ -501,85 +76,8 @@ def parse_config(text: str, source: str = "<config>") -> StoreConfig:
     return config
 
 
-class _Checker:
-    """Walks the plain data, collecting problems instead of stopping at the first."""
-
-    def __init__(self, source: str, lines: dict[Path, int]):
-        self.source = source
-        self.lines = lines
-        self.problems: list[Problem] = []
-
-    # ---- helpers -----------------------------------------------------------------
-
-    def line(self, path: Path) -> int | None:
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path)
-
-    def error(self, path: Path, message: str) -> None:
-        self.problems.append(Problem(self.source, self.line(path), format_path(path), message))
-
-    def mapping(
-        self, value: Any, path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
-    ) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.error(path, f"must be a mapping with keys: {', '.join(required + optional)}")
-            return None
-        allowed = required + optional
-        for key in value:
-            if key not in allowed:
-                hint = _close_match(key, allowed)
-                self.error((*path, key), f"unknown key{hint}; allowed here: {', '.join(allowed)}")
-        for key in required:
-            if key not in value:
-                self.error(path, f"missing required key '{key}'")
-        return value
-
-    def listing(self, value: Any, path: Path, min_len: int = 0) -> list[Any]:
-        if not isinstance(value, list):
-            self.error(path, "must be a list")
-            return []
-        if len(value) < min_len:
-            self.error(path, f"must have at least {min_len} entr{'y' if min_len == 1 else 'ies'}")
-        return value
-
-    def name(self, value: Any, path: Path, what: str = "name") -> str | None:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not _NAME_RE.match(value):
-            self.error(path, f"{what} must be 1-64 characters of letters, digits, '_', '-', '.', ':' (got {value!r})")
-            return None
-        return value
-
-    def number(
-        self,
-        value: Any,
-        path: Path,
-        lo: float | None = None,
-        hi: float | None = None,
-        integer: bool = False,
-        lo_open: bool = False,
-    ) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.error(path, "must be a finite number")
-            return None
-        if integer and value != int(value):
-            self.error(path, "must be a whole number")
-            return None
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            self.error(path, f"must be {'>' if lo_open else '≥'} {_num(lo)} (got {value})")
-            return None
-        if hi is not None and value > hi:
-            self.error(path, f"must be ≤ {_num(hi)} (got {value})")
-            return None
-        return int(value) if integer else float(value)
-
-    def duration(self, value: Any, path: Path) -> float | None:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.error(path, str(exc))
-            return None
+class ConfigChecker(Checker):
+    """The store's sections on top of the generic checks; also validates learned snapshots' rules."""
 
     # ---- sections ----------------------------------------------------------------
 
@@ -678,7 +176,7 @@ class _Checker:
             lo = self.number(spec["min"], (*path, "min")) if "min" in spec else None
             hi = self.number(spec["max"], (*path, "max")) if "max" in spec else None
             if lo is not None and hi is not None and lo > hi:
-                self.error((*path, "max"), f"max ({_num(hi)}) is below min ({_num(lo)})")
+                self.error((*path, "max"), f"max ({format_number(hi)}) is below min ({format_number(lo)})")
         else:
             for key in ("min", "max"):
                 if key in spec:
@@ -693,7 +191,7 @@ class _Checker:
         for fname, fvalue in value.items():
             spec = specs.get(fname)
             if spec is None:
-                hint = _close_match(fname, tuple(specs))
+                hint = close_match(fname, tuple(specs))
                 self.error((*path, fname), f"feature not declared under catalog.features{hint}")
                 continue
             try:
@@ -760,8 +258,9 @@ class _Checker:
             if name in names:
                 self.error((*spath, "name"), f"duplicate slot name {name!r}")
             tier = spec.get("tier", "rules")
-            if tier not in TIERS:
-                self.error((*spath, "tier"), f"unknown tier {tier!r}; available: {', '.join(TIERS)}")
+            startable = tiers.from_config()  # a learned tier is reached by escalation, never configured
+            if tier not in startable:
+                self.error((*spath, "tier"), f"unknown tier {tier!r}; available: {', '.join(startable)}")
             exploration = 0.05
             if "exploration" in spec:
                 exploration = (
@@ -880,7 +379,7 @@ class _Checker:
         for i, item in enumerate(raw):
             ipath = path if isinstance(value, str) else (*path, i)
             if not isinstance(item, str) or item not in item_ids:
-                hint = _close_match(item, tuple(item_ids)) if isinstance(item, str) else ""
+                hint = close_match(item, tuple(item_ids)) if isinstance(item, str) else ""
                 self.error(ipath, f"unknown item {item!r}: not in catalog.items{hint}")
                 ok = False
         if ok and len(set(raw)) != len(raw):
@@ -905,7 +404,7 @@ class _Checker:
     def condition(self, fname: str, raw: Any, path: Path, context: ContextSchema) -> list[Condition] | None:
         spec = context.by_name.get(fname)
         if spec is None:
-            hint = _close_match(fname, tuple(context.by_name))
+            hint = close_match(fname, tuple(context.by_name))
             self.error(path, f"unknown context field{hint}; declared under context: {', '.join(context.by_name)}")
             return None
 
@@ -1052,14 +551,7 @@ def _coerce_feature(spec: FeatureSpec, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError("must be a finite number")
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
-        raise ValueError(f"{value} is outside the declared range [{_num(spec.min)}, {_num(spec.max)}]")
+        raise ValueError(
+            f"{value} is outside the declared range [{format_number(spec.min)}, {format_number(spec.max)}]"
+        )
     return float(value)
-
-
-def _close_match(word: Any, choices: tuple[str, ...]) -> str:
-    import difflib
-
-    if not isinstance(word, str):
-        return ""
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
-    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -10,14 +10,35 @@ its single definition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bandit.config import RewardConfig, is_finite_number
+from bandit.policies.base import Decision
 
 JOINED_FORMAT = "storefront.joined.v1"
 EXPLICIT = "reward"
 PURCHASE = "purchase"
+
+
+def logged_event(
+    event_id: str, ts: float, window: float, config_version: str, context: Mapping[str, Any],
+    decisions: Sequence[Decision],
+) -> dict[str, Any]:  # fmt: skip
+    """The logged event of one ranked page: the context and each slot's decision with its full pmf.
+
+    ``window_close`` is ``ts + window``, when the rewards stop being accepted
+    and the learner may join it.  The service stores this, the simulator's
+    learner hook reads it, and :func:`joined_records` turns it into the log.
+    """
+    return {
+        "event_id": event_id,
+        "ts": ts,
+        "window_close": ts + window,
+        "config_version": config_version,
+        "context": context,
+        "decisions": [d.to_dict() for d in decisions],
+    }
 
 
 def reward_value(config: RewardConfig, posted: Mapping[str, Any]) -> float:
@@ -62,7 +83,7 @@ def joined_records(
     ----------
     event
         The logged event: ``event_id``, ``ts``, ``config_version``, ``context``
-        and ``decisions`` (each a :meth:`bandit.decision.Decision.to_dict`).
+        and ``decisions`` (each a :meth:`bandit.policies.base.Decision.to_dict`); see :func:`logged_event`.
     rewards
         Per slot, what was posted inside the window (see :func:`reward_value`).
     config
@@ -108,3 +129,8 @@ def check_reward_number(value: Any) -> float:
     if not is_finite_number(value):
         raise ValueError("must be a finite number")
     return float(value)
+
+
+def learnable(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Records a learner or estimator can use: not pinned (a pin has nothing to choose)."""
+    return [r for r in records if r.get("tier") != "pin" and len(r["candidates"]) > 0]

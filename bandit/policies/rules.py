@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bandit.config import Rule, SlotConfig
-from bandit.policy import Policy, greedy_with_exploration, register
+from bandit.config import Rule, SlotConfig, StoreConfig
+from bandit.policies.base import TierPolicy, greedy_with_exploration
 
 
-@register
-class RulesPolicy(Policy):
+class RulesPolicy(TierPolicy):
     """Serve a slot from its YAML rules.
 
     Parameters
@@ -49,6 +48,11 @@ class RulesPolicy(Policy):
         self.version = version
         self.exploration = slot_config.exploration
         self._rules: tuple[Rule, ...] = slot_config.rules
+
+    @classmethod
+    def for_slot(cls, config: StoreConfig, slot: SlotConfig, snapshot: Mapping[str, Any] | None = None) -> RulesPolicy:
+        """The slot's rules from the config (rules have no snapshot: one is ignored)."""
+        return cls(slot, config.version)
 
     def favourite(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[int | None, str]:
         """Index of the item the rules pick among ``candidates`` (``None``: none eligible) and why."""

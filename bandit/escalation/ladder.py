@@ -6,7 +6,7 @@ its clock — wall time in production, simulated time in the simulator):
 ``incumbent``  the incumbent serves everything; no challenger yet (or it was rejected)
 ``shadow``     a challenger was trained; its probability vector is computed and logged
                beside every decision; with ``probe`` the incumbent's exploration
-               follows it (:func:`probe_pmf`), otherwise nothing of it is served
+               follows it (:func:`bandit.policies.mixture.probe_pmf`), otherwise nothing of it is served
 ``approval``   the gate passed in ``manual`` mode; waiting for an operator
 ``ramp``       the challenger serves a growing share of traffic (e.g. 5% → 25% → 100%),
                each step held for ``ramp_events`` joined events
@@ -31,7 +31,7 @@ looks at mostly the same rewards would roll back a tier that merely holds its
 own.  A challenger that fails to serve (errors, a missing or corrupt
 model) sends the slot back to rules at once.
 
-Serving uses a :class:`LadderPolicy`: the arm that serves is drawn with its own
+Serving uses a :class:`~bandit.policies.mixture.LadderPolicy`: the arm that serves is drawn with its own
 random number, and the logged probability vector is the *mixture* of both arms,
 which is the true probability each item had — so off-policy estimates stay
 valid during a ramp.  Every transition is returned as a history entry.
@@ -39,282 +39,19 @@ valid during a ramp.  Every transition is returned as a history entry.
 
 from __future__ import annotations
 
-import math
-import sys
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from statistics import NormalDist
+from dataclasses import replace
 from typing import Any
 
-from bandit.config import ESCALATION_MODES, EscalationSettings, StoreConfig
-from bandit.decision import Decision
-from bandit.policy import Policy
-from bandit.rules import RulesPolicy
-from bandit.sampling import sample_index, uniform_for
-
-STAGES = ("incumbent", "shadow", "approval", "ramp", "promoted")
-MODES = ESCALATION_MODES
-STATE_KIND = "storefront.ladder.v1"
-
-
-# --------------------------------------------------------------------------- serving
-
-
-class LadderPolicy(Policy):
-    """Serve a slot from its primary policy, with an optional secondary arm and a shadow.
-
-    Parameters
-    ----------
-    primary
-        Serves ``1 - share`` of the traffic.
-    secondary, share
-        Serves ``share`` of the traffic (a ramping challenger, or the old tier as holdout).
-    shadow
-        Evaluated on every decision and logged beside it.
-    probe
-        Share of the primary's exploration that follows the shadow's
-        probability vector (see :func:`probe_pmf`); 0 serves nothing of the
-        shadow.  The primary's favourite keeps its own probability.
-
-    The served item is drawn from the arm chosen with ``uniform_for(event_id,
-    slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
-    and ``tier``/``policy_version`` name the arm that served.  If the secondary
-    or the shadow raises, the primary serves alone and ``on_error`` is told.
-    """
-
-    def __init__(
-        self,
-        slot: str,
-        primary: Policy,
-        secondary: Policy | None = None,
-        share: float = 0.0,
-        shadow: Policy | None = None,
-        on_error: Callable[[str, Exception], None] | None = None,
-        probe: float = 0.0,
-    ):
-        if secondary is None and share:
-            raise ValueError("share without a secondary policy")
-        if not 0 <= share <= 1:
-            raise ValueError(f"share must be in [0, 1], got {share}")
-        if not 0 <= probe <= 1:
-            raise ValueError(f"probe must be in [0, 1], got {probe}")
-        self.slot = slot
-        self.primary = primary
-        self.secondary = secondary
-        self.share = share
-        self.shadow = shadow
-        self.on_error = on_error
-        self.probe = probe if shadow is not None and secondary is None else 0.0
-        self.tier = primary.tier  # type: ignore[misc]
-        self.version = primary.version
-
-    def decide(
-        self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
-    ) -> Decision:
-        if self.shadow is None:
-            if self.secondary is None or self.share <= 0:
-                return self.primary.decide(context, candidates, event_id, position)
-            return self._mixed(context, candidates, event_id, position)
-        try:
-            probs: list[float] | None = self.shadow.pmf(context, candidates)[0]
-        except Exception as exc:  # a broken challenger must never break serving
-            self._failed("shadow", exc)
-            probs = None
-        if self.secondary is not None and self.share > 0:
-            decision = self._mixed(context, candidates, event_id, position)
-        elif probs is not None and self.probe > 0:
-            decision = self._probed(context, candidates, event_id, position, probs)
-        else:
-            decision = self.primary.decide(context, candidates, event_id, position)
-        if probs is None:
-            return decision
-        return _replace(decision, shadow={"version": self.shadow.version, "tier": self.shadow.tier, "pmf": probs})
-
-    def _probed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
-                shadow: list[float]) -> Decision:  # fmt: skip
-        p_primary, why = self.primary.pmf(context, candidates)
-        probs = probe_pmf(p_primary, shadow, self.probe)
-        index = sample_index(probs, uniform_for(event_id, self.slot))
-        if probs[index] < max(probs):
-            if shadow[index] == max(shadow) and p_primary[index] < max(p_primary):
-                why = f"probe: the challenger's pick; {why}"
-            else:
-                why = f"explore; {why}"
-        return Decision(self.slot, position, candidates[index], probs[index], tuple(candidates), tuple(probs),
-                        self.tier, self.version, why)  # fmt: skip
-
-    def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int) -> Decision:
-        assert self.secondary is not None
-        p_primary, why_primary = self.primary.pmf(context, candidates)
-        try:
-            p_secondary, why_secondary = self.secondary.pmf(context, candidates)
-        except Exception as exc:
-            self._failed("secondary", exc)
-            return self.primary.decide(context, candidates, event_id, position)
-        use_secondary = self.share >= 1.0 or uniform_for(event_id, self.slot + "/arm") < self.share
-        arm, probs, why = (
-            (self.secondary, p_secondary, why_secondary) if use_secondary else (self.primary, p_primary, why_primary)
-        )
-        index = sample_index(probs, uniform_for(event_id, self.slot))
-        if probs[index] < max(probs):
-            why = f"explore; {why}"
-        s = self.share
-        mixture = [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)]
-        return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
-                        arm.tier, arm.version, why)  # fmt: skip
-
-    def _failed(self, which: str, exc: Exception) -> None:
-        if self.on_error is not None:
-            self.on_error(which, exc)
-
-    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
-        p_primary, why = self.primary.pmf(context, candidates)
-        if self.secondary is None or self.share <= 0:
-            if self.shadow is not None and self.probe > 0:
-                try:
-                    return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
-                except Exception as exc:  # as in decide(): the primary alone
-                    self._failed("shadow", exc)
-            return p_primary, why
-        p_secondary, _ = self.secondary.pmf(context, candidates)
-        s = self.share
-        return [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)], why
-
-    def clone(self) -> LadderPolicy:
-        return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error,
-                            self.probe)  # fmt: skip
-
-
-def probe_pmf(incumbent: Sequence[float], challenger: Sequence[float], probe: float) -> list[float]:
-    """The incumbent's probabilities with a share ``probe`` of its exploration sent to the challenger.
-
-    The incumbent's favourite ``g`` keeps its probability; every other item
-    gives up ``probe`` of its exploration probability, and that mass,
-    ``probe · (1 − π(g))``, is spread by the challenger's own probabilities:
-
-        p(a) = π(a)·(1 − probe)·[a ≠ g] + π(g)·[a = g] + probe·(1 − π(g))·π_c(a)
-
-    So the shoppers who would have seen the incumbent's pick still see it, and
-    the rounds the incumbent spends exploring land where the challenger would
-    act — the rounds off-policy evaluation needs to judge it.  The result is
-    what is served and logged, so every estimate stays unbiased.
-    """
-    g = max(range(len(incumbent)), key=incumbent.__getitem__)
-    spread = probe * (1.0 - incumbent[g])
-    out = [p * (1.0 - probe) + spread * c for p, c in zip(incumbent, challenger, strict=True)]
-    out[g] = incumbent[g] + spread * challenger[g]
-    return out
-
-
-_KEPT = ("event_id", "ts", "slot", "position", "chosen", "propensity", "reward", "tier", "policy_version")
-
-
-class RecordSlimmer:
-    """Keeps only what training and gates read of a joined record, sharing what repeats.
-
-    A joined record decoded from JSON costs about 6 KB (its candidates, pmf
-    and context are fresh objects, and it carries explanations and outcomes);
-    the slim copy shares interned strings and candidate tuples and stores the
-    pmf as packed doubles: about 1.1 KB for a 31-item slot.  A learner holds
-    ``train_window`` records, and up to ``max_events`` more in shadow.
-    """
-
-    def __init__(self, max_shapes: int = 1024):
-        self.max_shapes = max_shapes
-        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-    def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        out = {key: record[key] for key in _KEPT if key in record}
-        for key in ("event_id", "slot", "chosen", "tier", "policy_version"):
-            if isinstance(out.get(key), str):
-                out[key] = sys.intern(out[key])
-        candidates = tuple(sys.intern(c) for c in record["candidates"])
-        if len(self._shapes) >= self.max_shapes and candidates not in self._shapes:
-            self._shapes.clear()
-        out["candidates"] = self._shapes.setdefault(candidates, candidates)
-        out["context"] = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
-                          for k, v in record["context"].items()}  # fmt: skip
-        pmf = record.get("pmf")
-        out["pmf"] = None if pmf is None else array("d", pmf)
-        return out
-
-
-def _replace(decision: Decision, **changes: Any) -> Decision:
-    values = {name: getattr(decision, name) for name in Decision.__slots__}
-    values.update(changes)
-    return Decision(**values)
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass
-class ArmStats:
-    """Recent rewards of one serving arm, for the guardrail."""
-
-    rewards: deque[float] = field(default_factory=deque)
-    total: int = 0  # rewards ever added
-    looked: int = 0  # ``total`` at the guardrail's last look
-
-    def add(self, reward: float, window: int) -> None:
-        self.rewards.append(reward)
-        self.total += 1
-        while len(self.rewards) > window:
-            self.rewards.popleft()
-
-    @property
-    def n(self) -> int:
-        return len(self.rewards)
-
-    def mean_var(self) -> tuple[float, float]:
-        n = len(self.rewards)
-        if n == 0:
-            return 0.0, 0.0
-        mean = math.fsum(self.rewards) / n
-        var = math.fsum((r - mean) ** 2 for r in self.rewards) / max(n - 1, 1)
-        return mean, var
-
-
-@dataclass
-class SlotState:
-    """Everything about one slot's ladder that must survive a learner restart (JSON)."""
-
-    slot: str
-    stage: str = "incumbent"
-    incumbent: dict[str, Any] = field(default_factory=lambda: {"tier": "rules", "snapshot": None})
-    previous: dict[str, Any] | None = None
-    challenger: dict[str, Any] | None = None
-    ramp_step: int = 0
-    frozen: bool = False
-    seen: int = 0  # joined learnable events observed, ever
-    challenger_since: int = 0  # value of `seen` when the challenger was trained
-    step_since: int = 0  # joined events (both arms) since the current ramp step began
-    next_train_at: int = 0
-    next_gate_at: int = 0
-    gate_looks: int = 0  # looks the gate took at the current challenger
-    last_gate: dict[str, Any] | None = None
-    version: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["kind"] = STATE_KIND
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SlotState:
-        if data.get("kind") != STATE_KIND:
-            raise ValueError(f"not a ladder state (kind must be {STATE_KIND!r})")
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
-        state = cls(**values)
-        if state.stage not in STAGES:
-            raise ValueError(f"unknown stage {state.stage!r}")
-        return state
-
+from bandit import tiers
+from bandit.config import EscalationSettings, StoreConfig
+from bandit.escalation.guardrail import ArmStats, guardrail_breached
+from bandit.escalation.records import RecordSlimmer
+from bandit.escalation.state import SlotState, arm_name, served_version
+from bandit.policies.base import Policy
+from bandit.policies.mixture import LadderPolicy
 
 Trainer = Callable[[StoreConfig, str, Sequence[Mapping[str, Any]]], dict[str, Any]]
 Gate = Callable[[StoreConfig, str, Sequence[Mapping[str, Any]], Policy, Policy, EscalationSettings], dict[str, Any]]
@@ -475,7 +212,7 @@ class SlotLadder:
         s = self.state
         s.version += 1
         entry = {"at": now, "slot": self.slot, "transition": kind, "stage": s.stage, "reason": reason,
-                 "incumbent": _arm_name(s.incumbent), "challenger": _arm_name(s.challenger), **details}  # fmt: skip
+                 "incumbent": arm_name(s.incumbent), "challenger": arm_name(s.challenger), **details}  # fmt: skip
         s.history.append(entry)
         del s.history[:-200]
         return entry
@@ -569,28 +306,13 @@ class SlotLadder:
         old_spec = s.previous if promoted else s.incumbent
         if new_spec is None or old_spec is None:
             return []
-        new = self.arms.get(_arm_version(self.config, new_spec))
-        old = self.arms.get(_arm_version(self.config, old_spec))
-        need = self.settings.guardrail_min_events
-        if new is None or old is None or new.n < need or old.n < need:
+        new = self.arms.get(served_version(self.config, new_spec))
+        old = self.arms.get(served_version(self.config, old_spec))
+        details = guardrail_breached(new, old, self.settings)
+        if details is None:
             return []
-        # Look again only when both arms replaced a quarter of their window: repeated looks at mostly the
-        # same rewards would turn the test's error rate into near-certain false rollbacks over a long promotion.
-        gap = max(need, self.settings.guardrail_window // 4)
-        if (new.looked or old.looked) and min(new.total - new.looked, old.total - old.looked) < gap:
-            return []
-        new.looked, old.looked = new.total, old.total
-        m_new, v_new = new.mean_var()
-        m_old, v_old = old.mean_var()
-        se = math.sqrt(v_new / new.n + v_old / old.n) or 1e-12
-        floor = m_old - self.settings.guardrail_margin * abs(m_old)
-        z = (floor - m_new) / se
-        if z > NormalDist().inv_cdf(self.settings.guardrail_confidence):
-            details = {"new_mean": round(m_new, 6), "old_mean": round(m_old, 6), "n_new": new.n, "n_old": old.n,
-                       "z": round(z, 3)}  # fmt: skip
-            return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
-                                   **details)]  # fmt: skip
-        return []
+        return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
+                               **details)]  # fmt: skip
 
     def _rollback(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
         """Back to the previous tier (after a promotion) or drop the ramping challenger."""
@@ -645,28 +367,9 @@ class SlotLadder:
 # --------------------------------------------------------------------------- helpers
 
 
-def _arm_name(spec: Mapping[str, Any] | None) -> str | None:
-    if spec is None:
-        return None
-    snapshot = spec.get("snapshot")
-    return f"{spec['tier']}:{snapshot.get('version')}" if snapshot else str(spec["tier"])
-
-
-def _arm_version(config: StoreConfig, spec: Mapping[str, Any]) -> str:
-    snapshot = spec.get("snapshot")
-    return str(snapshot["version"]) if snapshot else config.version
-
-
 def build_policy(config: StoreConfig, slot: str, spec: Mapping[str, Any]) -> Policy:
     """The policy an arm spec ``{"tier", "snapshot"}`` describes (snapshots validated against the config)."""
-    tier = spec.get("tier")
-    if tier == "rules":
-        return RulesPolicy(config.slot(slot), config.version)
-    if tier == "tree":
-        from bandit.tree import TreePolicy
-
-        return TreePolicy.from_snapshot(config, spec["snapshot"])
-    raise ValueError(f"unknown tier {tier!r} in ladder state")
+    return tiers.get(str(spec.get("tier"))).build(config, slot, spec.get("snapshot"))
 
 
 def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]], Policy],

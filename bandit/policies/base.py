@@ -1,36 +1,100 @@
-"""The contract every tier fulfils, and the registry that picks a tier by name.
+"""The contract every policy fulfils, and the value object it returns.
 
 A policy maps a context and the slot's eligible candidates to a full
 probability vector (``pmf``).  ``choose`` wraps it: it validates, samples with
-the event's own random number, and returns a :class:`~bandit.decision.Decision`
-that carries the propensity of what was served.  Tiers implement ``_pmf`` only.
+the event's own random number, and returns a :class:`Decision` that carries
+the propensity of what was served.  Policies implement ``_pmf`` only.
+
+A *tier* (a rung of the ladder, see :mod:`bandit.tiers`) is a
+:class:`TierPolicy`: it can also be built for a slot from the config and a
+learned snapshot.  Baselines (uniform, the VW peer, the simulator's oracle)
+and the ladder's served mixture are policies without being tiers.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from bandit.decision import Decision
-from bandit.sampling import sample_index, uniform_for
+if TYPE_CHECKING:
+    from bandit.config import SlotConfig, StoreConfig
 
-POLICIES: dict[str, type[Policy]] = {}
-
-
-def register(cls: type[Policy]) -> type[Policy]:
-    """Class decorator: make a tier selectable by its ``tier`` name in the config."""
-    POLICIES[cls.tier] = cls
-    return cls
+from bandit.policies.sampling import sample_index, uniform_for
 
 
-def make_policy(tier: str, **kwargs: Any) -> Policy:
-    try:
-        cls = POLICIES[tier]
-    except KeyError:
-        raise ValueError(f"unknown tier {tier!r}; registered: {', '.join(sorted(POLICIES))}") from None
-    return cls(**kwargs)
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What was served in one slot and with what probability.
+
+    ``pmf[i]`` is the probability the serving policy gave ``candidates[i]``;
+    ``propensity`` is ``pmf`` at the chosen item, always > 0.  Both are
+    conditional on the items that slots earlier on the page already took.
+
+    Attributes
+    ----------
+    slot, position
+        Slot name and its place in page order (0 is filled first).
+    item
+        The chosen item id.
+    propensity
+        Probability of ``item`` under the serving policy.
+    candidates, pmf
+        The eligible candidates and the full probability vector over them.
+    tier
+        ``rules``, ``tree``, ``gradient`` or ``pin``.
+    policy_version
+        Identifies the exact policy (config version for rules, snapshot id for models).
+    explanation
+        Why: the rule matched (``rule:<name>``, ``default``), the tree path.
+    shadow
+        A challenger evaluated beside the served policy and not served:
+        ``{"version", "tier", "pmf"}`` with ``pmf`` aligned with ``candidates``.
+    """
+
+    slot: str
+    position: int
+    item: str
+    propensity: float
+    candidates: tuple[str, ...]
+    pmf: tuple[float, ...]
+    tier: str
+    policy_version: str
+    explanation: str
+    shadow: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "slot": self.slot,
+            "position": self.position,
+            "item": self.item,
+            "propensity": self.propensity,
+            "candidates": list(self.candidates),
+            "pmf": list(self.pmf),
+            "tier": self.tier,
+            "policy_version": self.policy_version,
+            "explanation": self.explanation,
+        }
+        if self.shadow is not None:
+            out["shadow"] = self.shadow
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            slot=data["slot"],
+            position=int(data["position"]),
+            item=data["item"],
+            propensity=float(data["propensity"]),
+            candidates=tuple(data["candidates"]),
+            pmf=tuple(float(p) for p in data["pmf"]),
+            tier=data["tier"],
+            policy_version=data["policy_version"],
+            explanation=data["explanation"],
+            shadow=data.get("shadow"),
+        )
 
 
 class Policy(ABC):
@@ -121,4 +185,16 @@ def greedy_with_exploration(candidates: Sequence[str], favourite: int, explorati
     return probs
 
 
-PolicyFactory = Callable[..., Policy]
+class TierPolicy(Policy):
+    """A rung of the ladder: a policy that can be built for a slot of a config (see :mod:`bandit.tiers`)."""
+
+    @classmethod
+    @abstractmethod
+    def for_slot(cls, config: StoreConfig, slot: SlotConfig, snapshot: Mapping[str, Any] | None = None) -> TierPolicy:
+        """The tier's policy for ``slot``: from a learned ``snapshot``, or the tier's untrained start without one.
+
+        Raises
+        ------
+        ValueError
+            When the snapshot does not fit the config (another slot, unknown items...).
+        """

@@ -1,33 +1,26 @@
-"""The second rung: a shallow decision tree learned from the joined log, served and read as YAML rules.
+"""Growing the second rung: a shallow decision tree learned from the joined log, as the rules plus exceptions.
 
 Training (off-policy).  A reward model ``q̂(x, a)`` is fit on the joined log
-(cross-fitted, :class:`bandit.evaluation.CrossFitRewardModel`); for every
-logged round the tree's target is each item's advantage over what the slot's
-rules would show, ``q̂(x_i, a) − q̂(x_i, rules' pick)``.  A multi-output
-scikit-learn ``DecisionTreeRegressor`` splits the contexts where those
-advantages differ; a leaf where some items beat the rules becomes a rule
+(cross-fitted, :class:`bandit.learners.reward_model.CrossFitRewardModel`);
+for every logged round the tree's target is each item's advantage over what
+the slot's rules would show, ``q̂(x_i, a) − q̂(x_i, rules' pick)``.  A
+multi-output scikit-learn ``DecisionTreeRegressor`` splits the contexts where
+those advantages differ; a leaf where some items beat the rules becomes a rule
 listing them, best first.  The learned policy is therefore the merchandiser's
 rules plus the exceptions the data suggests — the way hand-made rules per
 country grow into a tree.
 
 Proposals are cheap and the model can be wrong, so nothing here decides
-whether the tree pays: the escalation gate (:mod:`bandit.ladder`) estimates
-its lift with the doubly-robust estimator on fresh logged data, which is
-unbiased when either the propensities or the model are right (Dudík, Langford
-& Li, ICML 2011).  :func:`dr_scores` gives the per-round doubly-robust scores
-``Γ_i(a) = q̂(x_i, a) + 1[a = a_i] · (r_i − q̂(x_i, a_i)) / μ(a_i|x_i)`` for
-analysis and for callers who prefer to grow on them (Athey & Wager, "Policy
-Learning with Observational Data", Econometrica 2021).
+whether the tree pays: the escalation gate (:mod:`bandit.escalation.gate`)
+estimates its lift with the doubly-robust estimator on fresh logged data,
+which is unbiased when either the propensities or the model are right (Dudík,
+Langford & Li, ICML 2011).
 
-The fitted tree is exported as rules in the same shape the rules tier reads
-(``when`` conditions on context fields, an ordered ``items`` list, a
-``default``) and served from those rules, so what a merchandiser reads, diffs
-and pins is exactly what serves.  A snapshot is plain JSON, validated against
-the config when loaded: no pickles.
-
-The tree only splits on context fields every request carries (required, or
-with a default), because a rule's condition on a missing field is false and
-a tree path would then not translate into rules faithfully.
+The snapshot is served by :class:`bandit.policies.tree.TreePolicy` in the
+rules tier's own shape.  The tree only splits on context fields every request
+carries (required, or with a default), because a rule's condition on a
+missing field is false and a tree path would then not translate into rules
+faithfully.
 """
 
 from __future__ import annotations
@@ -35,19 +28,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from bandit.config import DAYS, Condition, ContextField, Rule, SlotConfig, StoreConfig, TreeSettings
-from bandit.policy import register
-from bandit.rules import RulesPolicy
+from bandit.config import DAYS, Condition, ContextField, StoreConfig, TreeSettings
+from bandit.eventlog.events import learnable
+from bandit.learners.reward_model import CrossFitRewardModel
+from bandit.policies.rules import RulesPolicy
+from bandit.policies.tree import SNAPSHOT_KIND
 
-SNAPSHOT_KIND = "storefront.tree.v1"
-# Scores for q̂(x_i, a): round index, its context and the items in, one number per item out.
-RewardModel = Callable[[int, Mapping[str, Any], Sequence[str]], Sequence[float]]
+TREE_ROUNDS = 20_000  # rounds the tree is grown on; the reward model still learns from all of them
+TREE_PASSES = 3  # passes of the reward model over the training window (1 pass under-fits the rarely shown items)
 
 
 @dataclass(frozen=True)
@@ -104,31 +98,6 @@ class ContextEncoder:
         return X
 
 
-def dr_scores(
-    records: Sequence[Mapping[str, Any]],
-    items: Sequence[str],
-    reward_model: RewardModel | None = None,
-    weight_clip: float = 50.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Model scores ``q̂(x_i, a)`` and doubly-robust scores ``Γ_i(a)``, both ``n × len(items)``.
-
-    Without a reward model ``q̂ = 0`` and ``Γ`` is the plain IPS score.
-    """
-    index = {item: k for k, item in enumerate(items)}
-    model_scores = np.zeros((len(records), len(items)))
-    scores = np.zeros((len(records), len(items)))
-    for i, record in enumerate(records):
-        if reward_model is not None:
-            model_scores[i] = reward_model(i, record["context"], items)
-        scores[i] = model_scores[i]
-        k = index.get(record["chosen"])
-        if k is None:
-            continue
-        weight = min(1.0 / float(record["propensity"]), weight_clip)
-        scores[i, k] += weight * (float(record["reward"]) - model_scores[i, k])
-    return model_scores, scores
-
-
 @dataclass
 class Leaf:
     """A leaf of the fitted tree: its path, its rounds, and the items that beat the rules there."""
@@ -152,7 +121,7 @@ def fit_tree(
     min_support: int = 0,
     pessimism: float = 0.0,
 ) -> dict[str, Any]:
-    """Grow the tree and return its snapshot (JSON-ready; load it with :func:`load_snapshot`).
+    """Grow the tree and return its snapshot (JSON-ready; load it with :func:`bandit.policies.tree.load_snapshot`).
 
     The learned policy is the slot's own rules plus **exceptions**.  The tree
     is grown on each round's score advantage over the rules' pick,
@@ -168,7 +137,7 @@ def fit_tree(
         One normalised context per row of ``scores``.
     scores
         Per-round scores over ``items``: the reward model's ``q̂`` (see
-        :class:`bandit.evaluation.CrossFitRewardModel`), or :func:`dr_scores`.
+        :class:`bandit.learners.reward_model.CrossFitRewardModel`).
     chosen, min_support, pessimism
         With the logged chosen items, an item needs at least ``min_support``
         logged rounds in a leaf to be listed there, and its mean advantage
@@ -340,110 +309,28 @@ def conditions_to_yaml(conditions: Sequence[Condition]) -> dict[str, Any]:
     return out
 
 
-class SnapshotError(ValueError):
-    """A tree snapshot that does not fit the config (corrupt, or trained for another catalog)."""
+def train_tree(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Grow the slot's tree on ``records``: the rules plus the exceptions the reward model finds.
 
-
-def load_snapshot(config: StoreConfig, snapshot: Any, slot: str | None = None) -> SlotConfig:
-    """Validate a snapshot against ``config`` and return the rules it serves as a slot config.
-
-    Raises
-    ------
-    SnapshotError
-        Naming what does not fit: wrong kind, unknown slot, item or context field.
+    The reward model (hurdle, 2-fold cross-fitted) learns from every round;
+    the tree is grown on at most ``TREE_ROUNDS`` of them, evenly spread, which
+    keeps a retrain to seconds without changing what a depth-4 tree can see.
     """
-    from bandit.config import _Checker
-
-    if not isinstance(snapshot, dict) or snapshot.get("kind") != SNAPSHOT_KIND:
-        raise SnapshotError(f"not a tree snapshot (kind must be {SNAPSHOT_KIND!r})")
-    name = snapshot.get("slot")
-    if slot is not None and name != slot:
-        raise SnapshotError(f"snapshot is for slot {name!r}, not {slot!r}")
+    settings = config.slot(slot).tree
+    rounds = learnable(records)
+    items = [i for i in config.catalog.ids if i not in config.constraints.exclude]
+    if len(rounds) < 2 * settings.min_leaf:
+        raise ValueError(f"too few rounds to grow a tree: {len(rounds)} < 2 × min_leaf ({settings.min_leaf})")
+    meta: dict[str, Any] = {"rounds": len(rounds), "from_ts": rounds[0].get("ts"), "to_ts": rounds[-1].get("ts")}
+    model = CrossFitRewardModel(config, rounds, folds=2, seed=seed, passes=TREE_PASSES)
+    sample = np.linspace(0, len(rounds) - 1, min(len(rounds), TREE_ROUNDS)).astype(int)
     try:
-        slot_config = config.slot(str(name))
-    except KeyError:
-        raise SnapshotError(f"snapshot slot {name!r} is not in the config") from None
-    checker = _Checker(f"snapshot {snapshot.get('version', '?')}", {})
-    item_ids = set(config.catalog.ids)
-    raw_rules = snapshot.get("rules")
-    if not isinstance(raw_rules, list):
-        raise SnapshotError("snapshot: rules must be a list")
-    rules: list[Rule] = []
-    for j, raw in enumerate(raw_rules):
-        if not isinstance(raw, dict):
-            raise SnapshotError(f"snapshot: rules[{j}] must be a mapping")
-        rule = checker.rule({k: raw[k] for k in ("name", "when", "items") if k in raw}, ("rules", j),
-                            config.context, item_ids, j)  # fmt: skip
-        if rule:
-            rules.append(rule)
-    default = checker.item_list(snapshot.get("default"), ("default",), item_ids)
-    if checker.problems or default is None:
-        raise SnapshotError("snapshot does not fit the config:\n" + "\n".join(str(p) for p in checker.problems))
-    return SlotConfig(slot_config.name, slot_config.position, "tree", slot_config.exploration, tuple(rules), default)
-
-
-@register
-class TreePolicy(RulesPolicy):
-    """Serve a slot from a learned tree snapshot; the explanation shows the leaf's path.
-
-    Examples
-    --------
-    >>> from bandit.config import Condition, SlotConfig, Rule
-    >>> slot = SlotConfig("hero", 0, "tree", 0.1, (Rule("leaf-1", (Condition("country", "eq", "JP"),), ("b",)),),
-    ...                   ("a",))
-    >>> TreePolicy(slot, "tree-abc").pmf({"country": "JP"}, ["a", "b"])
-    ([0.1, 0.9], 'tree:leaf-1[country=JP]')
-    """
-
-    tier = "tree"
-
-    def __init__(self, slot_config: SlotConfig, version: str = ""):
-        super().__init__(slot_config, version)
-        self._paths = {
-            f"rule:{r.name}": f"tree:{r.name}[{_path_text(r.conditions)}]"
-            for r in slot_config.rules
-            if r.name.startswith("leaf-")
-        }
-
-    @classmethod
-    def from_snapshot(cls, config: StoreConfig, snapshot: Mapping[str, Any]) -> TreePolicy:
-        return cls(load_snapshot(config, snapshot), str(snapshot.get("version", "")))
-
-    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
-        probs, explanation = super()._pmf(context, candidates)
-        return probs, self._paths.get(explanation, explanation)
-
-    def clone(self) -> TreePolicy:
-        return TreePolicy(self.slot_config, self.version)
-
-
-def _path_text(conditions: Sequence[Condition]) -> str:
-    parts = []
-    for c in conditions:
-        symbol = {"eq": "=", "ne": "≠", "lte": "≤", "lt": "<", "gte": "≥", "gt": ">"}.get(c.op)
-        if symbol:
-            parts.append(f"{c.field}{symbol}{c.value}")
-        elif c.op in ("in", "not_in"):
-            parts.append(f"{c.field} {'in' if c.op == 'in' else 'not in'} {{{','.join(sorted(map(str, c.value)))}}}")
-        elif c.op == "between":
-            parts.append(f"{c.value[0]}≤{c.field}≤{c.value[1]}")
-        else:
-            parts.append(f"{c.field} {c.op} {c.value}")
-    return " & ".join(parts)
-
-
-def snapshot_as_rules_yaml(snapshot: Mapping[str, Any]) -> str:
-    """The snapshot as a YAML fragment in the rules tier's shape, ready to paste under ``slots:``."""
-    import yaml
-
-    rules = [{"name": r["name"], "when": r["when"], "items": r["items"]} for r in snapshot["rules"]]
-    head = (
-        f"# Learned tree {snapshot.get('version')} for slot {snapshot['slot']!r}: {snapshot.get('n')} logged rounds,\n"
-        f"# max depth {snapshot['settings']['max_depth']}, min leaf {snapshot['settings']['min_leaf']}. "
-        "Each rule is one leaf; items are the leaf's best, in order.\n"
-    )
-    body = yaml.safe_dump(
-        [{"name": snapshot["slot"], "tier": "rules", "rules": rules, "default": snapshot["default"]}],
-        sort_keys=False, default_flow_style=None, allow_unicode=True, width=110,
-    )  # fmt: skip
-    return head + body
+        scores = np.array([model.predict(int(i), rounds[i]["context"], items) for i in sample])
+    finally:
+        model.close()
+    meta["model"] = f"{model.kind}, {model.folds}-fold cross-fitted, {TREE_PASSES} passes"
+    contexts = [rounds[i]["context"] for i in sample]
+    chosen = [rounds[i]["chosen"] for i in sample]
+    spread = float(np.std([float(r["reward"]) for r in rounds]))
+    return fit_tree(config, slot, contexts, scores, items, settings, meta, chosen=chosen,
+                    pessimism=settings.pessimism * spread)  # fmt: skip

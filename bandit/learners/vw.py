@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit.config import StoreConfig
-from bandit.policy import Policy
+from bandit.policies.base import Policy
 
 ALGORITHMS: dict[str, str] = {
     "squarecb": "--squarecb --gamma_scale 10",
@@ -226,7 +226,7 @@ class RewardRegressor:
 
     ``loss="squared"`` (default) predicts the reward itself, in reward units.
     ``loss="logistic"`` predicts the probability that the reward is positive
-    (labels ``reward > 0``); :class:`bandit.evaluation.CrossFitRewardModel`
+    (labels ``reward > 0``); :class:`bandit.learners.reward_model.CrossFitRewardModel`
     multiplies it by each item's mean positive reward (a hurdle model), which
     is far less noisy than squared loss when rewards are mostly zero with rare
     large purchases.  Other parameters are those of :class:`ExploreADF`.

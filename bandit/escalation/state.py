@@ -1,0 +1,71 @@
+"""A slot's escalation state: what must survive a learner restart, as JSON, and how its arms are named."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bandit.config import StoreConfig
+
+STAGES = ("incumbent", "shadow", "approval", "ramp", "promoted")
+STATE_KIND = "storefront.ladder.v1"
+
+
+@dataclass
+class SlotState:
+    """Everything about one slot's ladder that must survive a learner restart (JSON)."""
+
+    slot: str
+    stage: str = "incumbent"
+    incumbent: dict[str, Any] = field(default_factory=lambda: {"tier": "rules", "snapshot": None})
+    previous: dict[str, Any] | None = None
+    challenger: dict[str, Any] | None = None
+    ramp_step: int = 0
+    frozen: bool = False
+    seen: int = 0  # joined learnable events observed, ever
+    challenger_since: int = 0  # value of `seen` when the challenger was trained
+    step_since: int = 0  # joined events (both arms) since the current ramp step began
+    next_train_at: int = 0
+    next_gate_at: int = 0
+    gate_looks: int = 0  # looks the gate took at the current challenger
+    last_gate: dict[str, Any] | None = None
+    version: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind"] = STATE_KIND
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SlotState:
+        if data.get("kind") != STATE_KIND:
+            raise ValueError(f"not a ladder state (kind must be {STATE_KIND!r})")
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        state = cls(**values)
+        if state.stage not in STAGES:
+            raise ValueError(f"unknown stage {state.stage!r}")
+        return state
+
+
+def snapshot_version(spec: Mapping[str, Any] | None) -> str | None:
+    """The snapshot version of an arm spec ``{"tier", "snapshot"}`` (None for rules, or no arm)."""
+    if not spec:
+        return None
+    snapshot = spec.get("snapshot")
+    return str(snapshot.get("version")) if isinstance(snapshot, Mapping) else None
+
+
+def arm_name(spec: Mapping[str, Any] | None) -> str | None:
+    """``tier`` or ``tier:snapshot version`` of an arm spec, for people (history, logs, the admin API)."""
+    if not spec:
+        return None
+    version = snapshot_version(spec)
+    return f"{spec.get('tier')}:{version}" if version else str(spec.get("tier"))
+
+
+def served_version(config: StoreConfig, spec: Mapping[str, Any]) -> str:
+    """The ``policy_version`` an arm logs: its snapshot's version, or the config's for rules."""
+    return snapshot_version(spec) or config.version

@@ -1,0 +1,168 @@
+"""The ladder's served mixture: a slot's incumbent, a ramping challenger or holdout, and a shadow, as one policy.
+
+The arm that serves is drawn with its own random number, and the logged
+probability vector is the *mixture* of both arms, which is the true
+probability each item had — so off-policy estimates stay valid during a ramp
+and a holdout.  A shadow is evaluated on every decision and logged beside it;
+with ``probe`` the incumbent's exploration follows it (:func:`probe_pmf`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bandit.policies.base import Decision, Policy
+from bandit.policies.sampling import sample_index, uniform_for
+
+
+class LadderPolicy(Policy):
+    """Serve a slot from its primary policy, with an optional secondary arm and a shadow.
+
+    Parameters
+    ----------
+    primary
+        Serves ``1 - share`` of the traffic.
+    secondary, share
+        Serves ``share`` of the traffic (a ramping challenger, or the old tier as holdout).
+    shadow
+        Evaluated on every decision and logged beside it.
+    probe
+        Share of the primary's exploration that follows the shadow's
+        probability vector (see :func:`probe_pmf`); 0 serves nothing of the
+        shadow.  The primary's favourite keeps its own probability.
+
+    The served item is drawn from the arm chosen with ``uniform_for(event_id,
+    slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
+    and ``tier``/``policy_version`` name the arm that served.  If the secondary
+    or the shadow raises, the primary serves alone and ``on_error`` is told.
+    """
+
+    def __init__(
+        self,
+        slot: str,
+        primary: Policy,
+        secondary: Policy | None = None,
+        share: float = 0.0,
+        shadow: Policy | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
+        probe: float = 0.0,
+    ):
+        if secondary is None and share:
+            raise ValueError("share without a secondary policy")
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        if not 0 <= probe <= 1:
+            raise ValueError(f"probe must be in [0, 1], got {probe}")
+        self.slot = slot
+        self.primary = primary
+        self.secondary = secondary
+        self.share = share
+        self.shadow = shadow
+        self.on_error = on_error
+        self.probe = probe if shadow is not None and secondary is None else 0.0
+        self.tier = primary.tier  # type: ignore[misc]
+        self.version = primary.version
+
+    def decide(
+        self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
+    ) -> Decision:
+        if self.shadow is None:
+            if self.secondary is None or self.share <= 0:
+                return self.primary.decide(context, candidates, event_id, position)
+            return self._mixed(context, candidates, event_id, position)
+        try:
+            probs: list[float] | None = self.shadow.pmf(context, candidates)[0]
+        except Exception as exc:  # a broken challenger must never break serving
+            self._failed("shadow", exc)
+            probs = None
+        if self.secondary is not None and self.share > 0:
+            decision = self._mixed(context, candidates, event_id, position)
+        elif probs is not None and self.probe > 0:
+            decision = self._probed(context, candidates, event_id, position, probs)
+        else:
+            decision = self.primary.decide(context, candidates, event_id, position)
+        if probs is None:
+            return decision
+        return _replace(decision, shadow={"version": self.shadow.version, "tier": self.shadow.tier, "pmf": probs})
+
+    def _probed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
+                shadow: list[float]) -> Decision:  # fmt: skip
+        p_primary, why = self.primary.pmf(context, candidates)
+        probs = probe_pmf(p_primary, shadow, self.probe)
+        index = sample_index(probs, uniform_for(event_id, self.slot))
+        if probs[index] < max(probs):
+            if shadow[index] == max(shadow) and p_primary[index] < max(p_primary):
+                why = f"probe: the challenger's pick; {why}"
+            else:
+                why = f"explore; {why}"
+        return Decision(self.slot, position, candidates[index], probs[index], tuple(candidates), tuple(probs),
+                        self.tier, self.version, why)  # fmt: skip
+
+    def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int) -> Decision:
+        assert self.secondary is not None
+        p_primary, why_primary = self.primary.pmf(context, candidates)
+        try:
+            p_secondary, why_secondary = self.secondary.pmf(context, candidates)
+        except Exception as exc:
+            self._failed("secondary", exc)
+            return self.primary.decide(context, candidates, event_id, position)
+        use_secondary = self.share >= 1.0 or uniform_for(event_id, self.slot + "/arm") < self.share
+        arm, probs, why = (
+            (self.secondary, p_secondary, why_secondary) if use_secondary else (self.primary, p_primary, why_primary)
+        )
+        index = sample_index(probs, uniform_for(event_id, self.slot))
+        if probs[index] < max(probs):
+            why = f"explore; {why}"
+        s = self.share
+        mixture = [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)]
+        return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
+                        arm.tier, arm.version, why)  # fmt: skip
+
+    def _failed(self, which: str, exc: Exception) -> None:
+        if self.on_error is not None:
+            self.on_error(which, exc)
+
+    def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
+        p_primary, why = self.primary.pmf(context, candidates)
+        if self.secondary is None or self.share <= 0:
+            if self.shadow is not None and self.probe > 0:
+                try:
+                    return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
+                except Exception as exc:  # as in decide(): the primary alone
+                    self._failed("shadow", exc)
+            return p_primary, why
+        p_secondary, _ = self.secondary.pmf(context, candidates)
+        s = self.share
+        return [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)], why
+
+    def clone(self) -> LadderPolicy:
+        return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error,
+                            self.probe)  # fmt: skip
+
+
+def probe_pmf(incumbent: Sequence[float], challenger: Sequence[float], probe: float) -> list[float]:
+    """The incumbent's probabilities with a share ``probe`` of its exploration sent to the challenger.
+
+    The incumbent's favourite ``g`` keeps its probability; every other item
+    gives up ``probe`` of its exploration probability, and that mass,
+    ``probe · (1 − π(g))``, is spread by the challenger's own probabilities:
+
+        p(a) = π(a)·(1 − probe)·[a ≠ g] + π(g)·[a = g] + probe·(1 − π(g))·π_c(a)
+
+    So the shoppers who would have seen the incumbent's pick still see it, and
+    the rounds the incumbent spends exploring land where the challenger would
+    act — the rounds off-policy evaluation needs to judge it.  The result is
+    what is served and logged, so every estimate stays unbiased.
+    """
+    g = max(range(len(incumbent)), key=incumbent.__getitem__)
+    spread = probe * (1.0 - incumbent[g])
+    out = [p * (1.0 - probe) + spread * c for p, c in zip(incumbent, challenger, strict=True)]
+    out[g] = incumbent[g] + spread * challenger[g]
+    return out
+
+
+def _replace(decision: Decision, **changes: Any) -> Decision:
+    values = {name: getattr(decision, name) for name in Decision.__slots__}
+    values.update(changes)
+    return Decision(**values)
