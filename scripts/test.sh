@@ -11,4 +11,5 @@ python3 -m venv .venv
 
 echo "== ruff";  .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
+echo "== layers"; .venv/bin/lint-imports --no-cache | sed -n "/^Contracts/,$ p"
 echo "== pytest"; .venv/bin/pytest "$@"

@@ -2,7 +2,7 @@
 
 Under gunicorn the workers run in prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported; see
-``service/gunicorn_conf.py``); the learner started by ``storefront serve``
+``service/http/gunicorn_conf.py``); the learner started by ``storefront serve``
 writes into the same folder, so one scrape of ``/metrics`` shows both.
 
 Labels come from small fixed sets: slot names and tiers from the config,

@@ -1,9 +1,12 @@
-"""``storefront simulate`` and ``storefront bench simulate``.
+"""``storefront simulate``, and the simulator's benchmarks, for the ``storefront`` command.
 
-The console script belongs to ``service.cli``; it registers these parsers with
-:func:`add_simulate_parser` and :func:`add_bench_simulate_parser`.  Each
-parser sets ``func``, a function of the parsed arguments returning the exit
-code.  ``python -m simulator`` runs the same commands without the service.
+The console script belongs to the service; this package adds its commands
+through the ``storefront.commands`` entry-point group (:func:`register`, see
+``pyproject.toml``): ``simulate``, ``bench simulate``, ``bench ladder`` and
+``bench ope``.  ``python -m simulator`` runs the same commands without the
+service.  Each command returns its exit code; a config or scenario that does
+not load raises :class:`~bandit.config.ConfigError`, printed by the caller
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -11,43 +14,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
-from bandit.config import ConfigError, StoreConfig, load_config
-from simulator.runner import PEERS, Arm, simulate
-from simulator.scenario import Scenario, load_scenario, shipped_scenarios
+from bandit.config import ConfigError, load_config
+from simulator.bench import ladder, ope
+from simulator.bench import simulate as bench_simulate
+from simulator.progress import Progress
+from simulator.runner import PEERS, simulate
+from simulator.scenario import load_scenario, shipped_scenarios
 
 
-class Progress:
-    """A one-line progress bar on stderr; silent when stderr is not a terminal or when disabled."""
-
-    def __init__(self, total: int, label: str = "simulating", enabled: bool = True, stream: TextIO | None = None):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.total = max(1, total)
-        self.label = label
-        self.done = 0
-        self.started = time.perf_counter()
-        self._last = -1
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        percent = min(100, self.done * 100 // self.total)
-        if percent == self._last:
-            return
-        self._last = percent
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        bar = "#" * (percent * 30 // 100)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {percent:3d}% {rate:,.0f} pages/s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+def register(top: Any, bench: Any) -> None:
+    """Add the simulator's commands to ``storefront`` (``top``) and ``storefront bench`` (``bench``)."""
+    add_simulate_parser(top)
+    bench_simulate.register(bench)
+    ladder.register(bench)
+    ope.register(bench)
 
 
 def _peers(values: list[str] | None) -> list[str]:
@@ -93,23 +75,11 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[StoreConfig, Scenario] | None:
-    """The config and the scenario named on the command line, or None after printing why not."""
-    try:
-        config = load_config(args.config)
-        return config, load_scenario(args.scenario, config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     from simulator.report import write_report
 
-    loaded = load_inputs(args)
-    if loaded is None:
-        return 2
-    config, scenario = loaded
+    config = load_config(args.config)
+    scenario = load_scenario(args.scenario, config)
     events = args.events or scenario.events
     if events < 1:
         print("--events must be ≥ 1", file=sys.stderr)
@@ -148,66 +118,15 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- bench
-
-
-def add_bench_simulate_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
-    parser = bench_subparsers.add_parser(
-        "simulate",
-        help="decisions per second of the in-process simulator (rules tier, then the VW peer)",
-    )
-    parser.add_argument("--config", default="examples/storefront.yaml", help="store config (default the VR store)")
-    parser.add_argument("--scenario", default="vr-store")
-    parser.add_argument("--events", type=int, default=50_000, help="page views for the rules tier (default 50,000)")
-    parser.add_argument("--vw-events", type=int, default=5_000, help="page views for the VW peer (default 5,000)")
-    parser.add_argument("--peer", choices=PEERS, default="squarecb")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run_bench_simulate)
-    return parser
-
-
-def _timed(config: Any, scenario: Any, events: int, seed: int, arm: Arm) -> tuple[float, int]:
-    started = time.perf_counter()
-    result = simulate(config, scenario, events, seed, arms=[arm])
-    elapsed = time.perf_counter() - started
-    return elapsed, int(result.stats[arm.name].decisions.sum())
-
-
-def run_bench_simulate(args: argparse.Namespace) -> int:
-    from simulator.baselines import VWPeer
-
-    loaded = load_inputs(args)
-    if loaded is None:
-        return 2
-    config, scenario = loaded
-    rules_time, rules_decisions = _timed(config, scenario, args.events, args.seed, Arm("config", "config", config))
-    rules_rate = rules_decisions / rules_time
-    print(
-        f"rules tier: {rules_decisions:,} decisions ({args.events:,} pages × {len(config.slots)} slots) "
-        f"in {rules_time:.2f}s = {rules_rate:,.0f} decisions/s (whole loop: shoppers, truth, rewards; one core)"
-    )
-    print(f"  target ≥ 20,000 decisions/s: {'ok' if rules_rate >= 20_000 else 'MISSED'}")
-    if args.vw_events > 0:
-        peer = VWPeer(config, args.peer, args.seed)
-        vw_time, vw_decisions = _timed(
-            config, scenario, args.vw_events, args.seed, Arm(f"vw-{args.peer}", "peer", config, learner=peer)
-        )
-        peer.close()
-        vw_rate = vw_decisions / vw_time
-        print(
-            f"VW peer ({args.peer}): {vw_decisions:,} decisions (the first {args.vw_events:,} of the same pages) "
-            f"in {vw_time:.2f}s = {vw_rate:,.0f} decisions/s "
-            f"(predict + online learn; {rules_rate / vw_rate:.1f}× the cost of the rules tier)"
-        )
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m simulator simulate ...`` / ``python -m simulator bench simulate ...``."""
+    """``python -m simulator simulate ...`` / ``python -m simulator bench {simulate,ladder,ope} ...``."""
     parser = argparse.ArgumentParser(prog="python -m simulator")
     commands = parser.add_subparsers(dest="command", required=True)
-    add_simulate_parser(commands)
-    bench = commands.add_parser("bench", help="benchmarks")
-    add_bench_simulate_parser(bench.add_subparsers(dest="bench_command", required=True))
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    register(commands, bench)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2

@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.embedded import EmbeddedRedis
 from service.storage import RedisStorage
+from service.storage.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -48,7 +48,7 @@ def storage(redis_url: str, prefix: str) -> Iterator[RedisStorage]:
 
 @pytest.fixture
 def app(storage: RedisStorage) -> Flask:
-    from service.app import create_app
+    from service.http.app import create_app
 
     return create_app(STORE_CONFIG, storage=storage, settings={"TESTING": True})
 

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from bandit.config import load_config
 from bandit.eventlog.events import reward_value
-from service.app import create_app
+from service.http.app import create_app
 from service.storage import RedisStorage
 from tests.conftest import EXAMPLE_CONFIG, STORE_CONFIG
 

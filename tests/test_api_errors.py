@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from bandit.config import load_config
-from service.openapi import openapi_document
+from service.http.openapi import openapi_document
 from tests.conftest import STORE_CONFIG
 from tests.test_openapi import assert_valid, response_validator, schema_validator
 

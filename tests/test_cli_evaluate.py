@@ -10,7 +10,7 @@ import pytest
 
 from bandit.config import load_config, parse_config
 from service.cli import main
-from service.ope_cli import with_exported_slot
+from service.cli.tree import with_exported_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "storefront.yaml"
@@ -20,7 +20,7 @@ ALT = ROOT / "examples" / "storefront-alt.yaml"
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2,000 page views of the example config's rules on the vr-store scenario, as joined-log JSONL."""
-    from service.bench_ope import _Collector
+    from simulator.bench.ope import _Collector
     from simulator.runner import Arm, simulate
     from simulator.scenario import load_scenario
 

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 STARTER = """
 import sys, time
-from service.embedded import EmbeddedRedis
+from service.storage.embedded import EmbeddedRedis
 redis = EmbeddedRedis(sys.argv[1]).start()
 print(redis.process.pid, flush=True)
 time.sleep(120)

@@ -18,11 +18,14 @@ from bandit.config import StoreConfig, load_config
 from bandit.escalation.learner import Learner
 from bandit.escalation.state import SlotState
 from bandit.policies.tree import SNAPSHOT_KIND, TreePolicy
-from service.app import ConfigHolder, create_app
-from service.ids import new_event_id
-from service.learner import Joiner, LadderRunner
-from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage, wait_for
+from service.http.app import create_app
+from service.http.ids import new_event_id
+from service.http.runtime import ConfigHolder
+from service.learner.joiner import Joiner
+from service.learner.ladder_runner import LadderRunner
+from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage
 from tests.conftest import STORE_CONFIG
+from tests.support import wait_for
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

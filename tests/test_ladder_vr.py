@@ -1,6 +1,6 @@
 """The VR store's hero climbs the ladder on its own, and falls back when its shoppers turn.
 
-These are `storefront bench ladder` runs (simulator/ladder_bench.py) with the shipped example config and
+These are `storefront bench ladder` runs (simulator/bench/ladder.py) with the shipped example config and
 scenarios, checked against the simulator's truth. They are the slowest tests of the suite (a few minutes
 each): the hero explores 10% over 31 items and its reward is mostly zeros with rare purchases worth 13–16,
 so proving a 10% lift takes tens of thousands of shadow decisions, as it would in a real store.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bandit.config import load_config
-from simulator.ladder_bench import experiment_json, run_ladder_experiment
+from simulator.bench.ladder import experiment_json, run_ladder_experiment
 from simulator.scenario import load_scenario
 from tests.conftest import ROOT
 

@@ -8,8 +8,8 @@ import pytest
 
 from bandit.config import load_config
 from bandit.page import PageFiller
-from service.ids import new_event_id
-from service.learner import Joiner
+from service.http.ids import new_event_id
+from service.learner.joiner import Joiner
 from service.storage import RedisStorage
 from tests.conftest import STORE_CONFIG
 

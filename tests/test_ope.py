@@ -185,7 +185,7 @@ def test_dr_accuracy_on_the_simulator(tmp_path: Path) -> None:
     the 95 % intervals cover the truth on at least 4 of 5 seeds (P(≤ 3 of 5) ≈ 0.2 % at exact coverage).
     Targets with poor overlap (other favourites: max weight 270) are far noisier; see docs/ladder.md.
     """
-    from service.bench_ope import _Job, run_seed
+    from simulator.bench.ope import _Job, run_seed
 
     text = (ROOT / "examples" / "storefront.yaml").read_text()
     target = tmp_path / "explore.yaml"

@@ -22,8 +22,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from bandit.config import load_config
-from service.app import create_app
-from service.openapi import ERROR_CODES, EXAMPLE_EVENT_ID, openapi_document, statuses
+from service.http.app import create_app
+from service.http.openapi import ERROR_CODES, EXAMPLE_EVENT_ID, openapi_document, statuses
 from service.storage import RedisStorage
 from tests.conftest import EXAMPLE_CONFIG, ROOT, STORE_CONFIG
 

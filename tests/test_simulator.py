@@ -376,7 +376,7 @@ def test_arms_must_share_catalog_and_slots(vr_config: StoreConfig) -> None:
 def test_progress_bar_only_on_a_terminal() -> None:
     import io
 
-    from simulator.cli import Progress
+    from simulator.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

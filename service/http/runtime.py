@@ -1,11 +1,4 @@
-"""The Flask application factory.
-
-``create_app()`` reads everything from its arguments or the environment:
-
-``STOREFRONT_CONFIG``   path of the store YAML (required)
-``REDIS_URL``           Redis to log to, e.g. ``redis://host:6379/0`` or ``unix:///path/redis.sock``
-``STOREFRONT_REDIS_PREFIX``  key prefix (default ``sb:<store name>:``)
-``STOREFRONT_ADMIN_TOKEN``   bearer token of the admin API (unset: the admin API answers 404)
+"""What a worker serves from: the runtime derived from one config, and the holder that reloads it.
 
 The config file is re-read when it changes on disk (checked at most every two
 seconds, on a request).  A file that fails validation is refused: the error is
@@ -14,9 +7,9 @@ logged with file, line and field, counted in
 stays in force.
 
 Each slot's serving policy follows its escalation state in Redis: the
-holder's :class:`~service.ladders.LadderWatcher` checks the ladder version at
-most once a second and rebuilds the page filler when it moved (see
-:mod:`service.ladders`).
+holder's :class:`~service.http.ladders.LadderWatcher` checks the ladder
+version at most once a second and rebuilds the page filler when it moved (see
+:mod:`service.http.ladders`).
 """
 
 from __future__ import annotations
@@ -27,17 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from flask import Flask
 
 from bandit.config import ConfigError, StoreConfig, load_config
 from bandit.escalation.state import SlotState
 from bandit.page import PageFiller
 from bandit.policies.base import Policy
 from service import metrics
-from service.ladders import LadderWatcher, live_tier
-from service.storage import RedisStorage, Storage
+from service.http.ladders import LadderWatcher, live_tier
 
 log = logging.getLogger("storefront")
 
@@ -161,52 +150,3 @@ class ConfigHolder:
                 metrics.SLOT_TIER.labels(slot, tier).set(0)
         for slot, tier in new.items():
             metrics.SLOT_TIER.labels(slot, tier).set(1)
-
-
-def create_app(
-    config_path: str | os.PathLike[str] | None = None,
-    redis_url: str | None = None,
-    storage: Storage | None = None,
-    settings: dict[str, Any] | None = None,
-) -> Flask:
-    """Build the WSGI app.
-
-    Parameters
-    ----------
-    config_path
-        The store YAML; defaults to ``$STOREFRONT_CONFIG``.
-    redis_url
-        Defaults to ``$REDIS_URL``.  Ignored when ``storage`` is given.
-    storage
-        A ready :class:`~service.storage.Storage` (tests inject one).
-    settings
-        Extra Flask config values; ``LADDER_CHECK_SECONDS`` (default 1) is how often a worker
-        looks for new ladder states, ``ADMIN_TOKEN`` overrides ``$STOREFRONT_ADMIN_TOKEN``.
-    """
-    config_path = config_path or os.environ.get("STOREFRONT_CONFIG")
-    if not config_path:
-        raise RuntimeError("no store config: pass config_path or set STOREFRONT_CONFIG")
-    holder = ConfigHolder(config_path)
-    config = holder.runtime.config
-    if storage is None:
-        redis_url = redis_url or os.environ.get("REDIS_URL")
-        if not redis_url:
-            raise RuntimeError("no Redis: set REDIS_URL (storefront serve starts an embedded one for you)")
-        prefix = os.environ.get("STOREFRONT_REDIS_PREFIX") or f"sb:{config.name}:"
-        storage = RedisStorage.from_url(redis_url, prefix)
-
-    app = Flask("storefront", static_folder=None)  # no /static route: every route is in /openapi.json
-    app.config["MAX_CONTENT_LENGTH"] = config.service.max_body_bytes
-    app.config.update(settings or {})
-    app.config.setdefault("ADMIN_TOKEN", os.environ.get("STOREFRONT_ADMIN_TOKEN") or None)
-    app.extensions["storefront"] = holder
-    app.extensions["storefront.storage"] = storage
-    holder.watch_ladders(LadderWatcher(storage, float(app.config.get("LADDER_CHECK_SECONDS", 1.0))))
-
-    from service import admin, api, errors, ops
-
-    errors.init_app(app)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(ops.bp)
-    return app

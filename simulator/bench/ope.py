@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config import ConfigError, load_config
+from bandit.config import load_config
 from bandit.eventlog.events import learnable
 from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import DM, DR, IPS, SNIPS, Estimator
@@ -158,8 +158,9 @@ def run_seed(job: _Job) -> dict[str, Any]:
     return out
 
 
-def add_bench_ope_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
-    p = bench_subparsers.add_parser(
+def register(bench: Any) -> None:
+    """Add ``storefront bench ope``."""
+    p = bench.add_parser(
         "ope",
         help="accuracy of the off-policy estimators against the simulator's truth",
         description="Log page views of the config's rules on the simulator, evaluate other policies off-policy "
@@ -180,13 +181,12 @@ def add_bench_ope_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=2, help="cross-fitting folds of the reward model (default 2)")
     p.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per core, at most seeds)")
     p.set_defaults(func=run_bench_ope)
-    return p
 
 
 def run_bench_ope(args: argparse.Namespace) -> int:
     targets = tuple(args.target or DEFAULT_TARGETS)
+    config = load_config(args.config)
     try:
-        config = load_config(args.config)
         for spec in targets:
             name, _ = target_policy(spec, args.slot)
             if spec != "uniform":
@@ -196,9 +196,6 @@ def run_bench_ope(args: argparse.Namespace) -> int:
                           "the quantity estimated", file=sys.stderr)  # fmt: skip
                     return 2
         config.slot(args.slot)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
     except KeyError:
         print(f"unknown slot {args.slot!r}", file=sys.stderr)
         return 2

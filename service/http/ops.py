@@ -8,7 +8,7 @@ import redis
 from flask import Blueprint, Response, current_app
 
 from service import metrics
-from service.openapi import openapi_document
+from service.http.openapi import openapi_document
 
 bp = Blueprint("ops", __name__)
 

@@ -2,7 +2,7 @@
 
 A Flask app with the same route that reads the request body and answers a
 small constant JSON object, served by gunicorn with the same settings as the
-service (``gunicorn -c python:service.gunicorn_conf service.bench_twin:app``).
+service (``gunicorn -c python:service.http.gunicorn_conf service.bench.twin:app``).
 Its throughput is the anchor: what Flask and gunicorn alone cost on this
 machine, in the same run, so the ratio does not depend on how fast the box is.
 """

@@ -1,4 +1,4 @@
-"""``storefront evaluate``, ``storefront replay``, ``storefront tree show|export`` (and ``bench ope``).
+"""``storefront evaluate`` and ``storefront replay``: off-policy estimates of a policy, or of a new config by rule.
 
 Thin: parse, read the log (:mod:`bandit.eventlog.jsonl`), call :mod:`bandit.ope.evaluation`,
 print.  The estimators, their formulas and references live in :mod:`bandit.ope.estimators`.
@@ -16,24 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config import ConfigError, StoreConfig, load_config
+from bandit.config import StoreConfig, load_config
 from bandit.eventlog.events import learnable
-from bandit.eventlog.jsonl import LogError, by_slot, read_joined
+from bandit.eventlog.jsonl import by_slot
 from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import ESTIMATORS, Estimator, lift
 from bandit.ope.evaluation import SlotReport, evaluate_slot, policy_data
 from bandit.policies.base import Policy
 from bandit.policies.rules import RulesPolicy
 from bandit.policies.uniform import UniformPolicy
+from service.cli.common import CommandError, read_log
 
 ESS_WARNING = 0.01
 
 
-def add_parsers(sub: Any, bench_sub: Any) -> None:
-    """Register ``evaluate``, ``replay``, ``tree`` on the top-level parser and ``ope`` under ``bench``."""
-    from service.bench_ope import add_bench_ope_parser
-
-    p = sub.add_parser(
+def register(top: Any, bench: Any) -> None:
+    """Add ``evaluate`` and ``replay``."""
+    p = top.add_parser(
         "evaluate",
         help="off-policy estimates of a policy's value on a joined log",
         description="Estimate, per slot, what a policy would have earned on the logged traffic (IPS, SNIPS, DM, DR "
@@ -47,7 +46,7 @@ def add_parsers(sub: Any, bench_sub: Any) -> None:
     _estimation_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser(
+    p = top.add_parser(
         "replay",
         help="off-policy dry run of a new config on a joined log",
         description="Evaluate a new config's rules on logged traffic: its value per slot, how often it would "
@@ -57,25 +56,6 @@ def add_parsers(sub: Any, bench_sub: Any) -> None:
     p.add_argument("--config", required=True, metavar="NEW.yaml", help="the config to try")
     _estimation_args(p)
     p.set_defaults(func=cmd_replay)
-
-    tree = sub.add_parser("tree", help="a slot's learned tree as rules", description="Read a learned tree as rules.")
-    tree_sub = tree.add_subparsers(title="commands", metavar="COMMAND")
-    for name, help_text in (("show", "print the tree as YAML rules"), ("export", "write the tree as YAML rules")):
-        p = tree_sub.add_parser(
-            name, help=help_text,
-            description=f"{help_text.capitalize()}: the slot's current tree from the running service's Redis "
-            "(the challenger's if there is one, else the incumbent's), or, with --log, one trained offline.",
-        )  # fmt: skip
-        p.add_argument("slot", metavar="SLOT")
-        if name == "export":
-            p.add_argument("--out", required=True, help="YAML file to write ('-' for stdout)")
-        p.add_argument("--log", help="train a tree offline on this joined-log JSONL instead")
-        p.add_argument("--config", help="store config (default: the one `storefront serve` is running)")
-        p.add_argument("--seed", type=int, default=0, help="reward model seed for --log (default 0)")
-        p.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL, else the embedded one of --data-dir)")
-        p.add_argument("--data-dir", default=".storefront", help="data folder of `storefront serve`")
-        p.set_defaults(func=cmd_tree, tree_command=name)
-    add_bench_ope_parser(bench_sub)
 
 
 def _estimation_args(p: argparse.ArgumentParser) -> None:
@@ -112,45 +92,17 @@ class SlotResult:
         return out
 
 
-class _Refused(Exception):
-    """A user error: printed to stderr, exit status 1 or 2."""
-
-    def __init__(self, message: str, status: int = 2):
-        super().__init__(message)
-        self.status = status
-
-
-def _load(path: str) -> StoreConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise _Refused(f"{path}: refused\n{exc}") from None
-
-
 def _estimators(args: argparse.Namespace) -> list[Estimator]:
     names = [n.strip().lower() for n in args.estimators.split(",") if n.strip()]
     unknown = [n for n in names if n not in ESTIMATORS]
     if unknown or not names:
-        raise _Refused(f"--estimators: unknown {', '.join(unknown) or '(none)'}; use some of: {', '.join(ESTIMATORS)}")
+        raise CommandError(
+            f"--estimators: unknown {', '.join(unknown) or '(none)'}; use some of: {', '.join(ESTIMATORS)}"
+        )
     try:
         return [ESTIMATORS[n](clip=args.clip, confidence=args.confidence, ci=args.ci, seed=args.seed) for n in names]
     except ValueError as exc:
-        raise _Refused(str(exc)) from None
-
-
-def _read_log(path: str) -> list[dict[str, Any]]:
-    try:
-        return read_joined(path)
-    except LogError as exc:
-        raise _Refused(str(exc), status=1) from None
-
-
-def _run(func: Any, args: argparse.Namespace) -> int:
-    try:
-        return int(func(args))
-    except _Refused as exc:
-        print(exc, file=sys.stderr)
-        return exc.status
+        raise CommandError(str(exc)) from None
 
 
 def _slots(records: list[dict[str, Any]], wanted: Sequence[str] | None) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -159,7 +111,7 @@ def _slots(records: list[dict[str, Any]], wanted: Sequence[str] | None) -> list[
         present = {name for name, _ in groups}
         missing = [s for s in wanted if s not in present]
         if missing:
-            raise _Refused(f"--slot: the log has no records for {', '.join(missing)}")
+            raise CommandError(f"--slot: the log has no records for {', '.join(missing)}")
         groups = [(name, rows) for name, rows in groups if name in wanted]
     return groups
 
@@ -184,12 +136,12 @@ def evaluate_records(
     model = None
     if any(e.needs_model for e in estimators):
         if model_config is None:
-            raise _Refused("dm and dr need a reward model: pass --config CONFIG.yaml for its features, or use "
+            raise CommandError("dm and dr need a reward model: pass --config CONFIG.yaml for its features, or use "
                            "--estimators ips,snips")  # fmt: skip
         try:
             model = CrossFitRewardModel(model_config, rounds, folds=folds, seed=seed)
         except ValueError as exc:
-            raise _Refused(f"slot {slot}: {exc}") from None
+            raise CommandError(f"slot {slot}: {exc}") from None
     report = evaluate_slot(slot, rounds, policy, model, estimators)
     result.report = report
     n = len(rounds)
@@ -248,14 +200,10 @@ def format_slot(result: SlotResult, title: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    return _run(_evaluate, args)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
     estimators = _estimators(args)
-    policy_config = None if args.policy == "uniform" else _load(args.policy)
-    model_config = _load(args.config) if args.config else policy_config
-    records = _read_log(args.log)
+    policy_config = None if args.policy == "uniform" else load_config(args.policy)
+    model_config = load_config(args.config) if args.config else policy_config
+    records = read_log(args.log)
     results: dict[str, SlotResult] = {}
     for slot, rows in _slots(records, args.slot):
         if policy_config is None:
@@ -316,13 +264,9 @@ def rule_table(rows: Sequence[Mapping[str, Any]], policy: Policy, target: Any, l
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    return _run(_replay, args)
-
-
-def _replay(args: argparse.Namespace) -> int:
     estimators = _estimators(args)
-    config = _load(args.config)
-    records = _read_log(args.log)
+    config = load_config(args.config)
+    records = read_log(args.log)
     results: dict[str, SlotResult] = {}
     for slot, rows in _slots(records, args.slot):
         try:
@@ -364,77 +308,3 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"  (per-rule values: {result.rules[0]['estimator'] if result.rules else ''} on the rounds each rule "
               "matches; lift is against what the logging policy earned on the same rounds)")  # fmt: skip
     return 0
-
-
-# --------------------------------------------------------------------------- tree
-
-
-def cmd_tree(args: argparse.Namespace) -> int:
-    return _run(_tree, args)
-
-
-def _tree_config(args: argparse.Namespace) -> StoreConfig:
-    if args.config:
-        return _load(args.config)
-    from service.cli import _serve_state
-
-    path = _serve_state(args.data_dir).get("config")
-    if not path:
-        raise _Refused("no config: pass --config, or run `storefront serve` (its serve.json names the config)")
-    return _load(path)
-
-
-def stored_snapshot(args: argparse.Namespace, config: StoreConfig, slot: str) -> dict[str, Any]:
-    """The slot's current tree snapshot in Redis: the challenger's if it is a tree, else the incumbent's."""
-    from service.cli import _storage_from
-
-    storage = _storage_from(args, config)
-    stored = storage.load_ladders([slot]).get(slot)
-    if stored is None or stored.state is None:
-        raise _Refused(f"slot {slot}: no tree yet (no ladder state in Redis under {storage.prefix}ladder:{slot})", 1)
-    for arm in ("challenger", "incumbent"):
-        spec = stored.state.get(arm)
-        if isinstance(spec, dict) and spec.get("tier") == "tree" and spec.get("snapshot"):
-            snapshot: dict[str, Any] = spec["snapshot"]
-            return snapshot
-    raise _Refused(f"slot {slot}: no tree yet (stage {stored.state.get('stage')!r}; it is served by its rules)", 1)
-
-
-def _tree(args: argparse.Namespace) -> int:
-    from bandit.learners.tree import train_tree
-    from bandit.policies.tree import snapshot_as_rules_yaml
-
-    if not getattr(args, "tree_command", None):
-        raise _Refused("usage: storefront tree {show,export} SLOT ...")
-    config = _tree_config(args)
-    try:
-        config.slot(args.slot)
-    except KeyError:
-        raise _Refused(f"unknown slot {args.slot!r}; the config has: {', '.join(config.slot_names)}") from None
-    if args.log:
-        rows = [r for r in _read_log(args.log) if r["slot"] == args.slot]
-        try:
-            snapshot = train_tree(config, args.slot, rows, seed=args.seed)
-        except ValueError as exc:
-            raise _Refused(f"slot {args.slot}: {exc}", 1) from None
-    else:
-        snapshot = stored_snapshot(args, config, args.slot)
-    text = snapshot_as_rules_yaml(snapshot)
-    if args.tree_command == "show" or args.out == "-":
-        print(text, end="")
-    else:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote the tree of slot {args.slot} ({len(snapshot['rules'])} rules) to {args.out}", file=sys.stderr)
-    return 0
-
-
-def with_exported_slot(config_path: str | Path, exported_yaml: str) -> str:
-    """The config's YAML text with its slot replaced by the exported one (to check it loads back as rules)."""
-    import yaml
-
-    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    (slot,) = yaml.safe_load(exported_yaml)
-    old = next(s for s in data["slots"] if s["name"] == slot["name"])
-    merged = {**{k: v for k, v in old.items() if k not in ("rules", "default", "tier")}, **slot}
-    data["slots"] = [merged if s is old else s for s in data["slots"]]
-    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

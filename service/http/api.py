@@ -20,10 +20,10 @@ from flask import Blueprint, Response, current_app, request
 
 from bandit.eventlog.events import check_reward_number, logged_event
 from service import metrics
-from service.app import ConfigHolder, Runtime
-from service.errors import ApiError
-from service.ids import event_time, new_event_id
-from service.ladders import slot_status
+from service.http.errors import ApiError
+from service.http.ids import event_time, new_event_id
+from service.http.ladders import slot_status
+from service.http.runtime import ConfigHolder, Runtime
 from service.storage import ACCEPTED, DUPLICATE, Storage
 
 log = logging.getLogger("storefront")

@@ -25,19 +25,24 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 from bandit.config import SlotConfig, StoreConfig
 from bandit.escalation.ladder import build_policy, serving_policy
-from bandit.escalation.state import STAGES, SlotState
+from bandit.escalation.state import SlotState, snapshot_version
 from bandit.policies.base import Policy
 from bandit.policies.mixture import LadderPolicy
 from service import metrics
-from service.storage import Storage
+from service.storage.protocols import HealthReports, LadderStore
 
 log = logging.getLogger("storefront")
+
+
+class WatchedStorage(LadderStore, HealthReports, Protocol):
+    """What a worker reads ladder states from and reports challenger failures to."""
+
 
 # What a ladder state, a snapshot or a policy built from them can raise when it is corrupt or does not fit the config.
 LOAD_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
@@ -48,21 +53,6 @@ def live_tier(slot: SlotConfig, state: SlotState | None) -> str:
     if state is None:
         return slot.tier
     return str(state.incumbent.get("tier", slot.tier))
-
-
-def arm_name(spec: Mapping[str, Any] | None) -> str | None:
-    """``tier`` or ``tier:snapshot version`` of an arm spec, for people."""
-    if not spec:
-        return None
-    version = _arm_version(spec)
-    return f"{spec.get('tier')}:{version}" if version else str(spec.get("tier"))
-
-
-def _arm_version(spec: Mapping[str, Any] | None) -> str | None:
-    if not spec:
-        return None
-    snapshot = spec.get("snapshot")
-    return str(snapshot.get("version")) if isinstance(snapshot, Mapping) else None
 
 
 def secondary_share(slot: SlotConfig, state: SlotState | None) -> float:
@@ -84,24 +74,11 @@ def slot_status(slot: SlotConfig, state: SlotState | None) -> dict[str, Any]:
         "mode": slot.escalation.mode,
         "stage": state.stage if state else "incumbent",
         "share": secondary_share(slot, state),
-        "incumbent_version": _arm_version(state.incumbent) if state else None,
-        "challenger_version": _arm_version(state.challenger) if state else None,
+        "incumbent_version": snapshot_version(state.incumbent) if state else None,
+        "challenger_version": snapshot_version(state.challenger) if state else None,
         "frozen": bool(state.frozen) if state else False,
         "last_gate": state.last_gate if state else None,
     }
-
-
-def announce(entry: Mapping[str, Any], actor: str) -> None:
-    """Log and count one transition (the history entry is saved by the caller, with the state)."""
-    slot, transition = str(entry.get("slot")), str(entry.get("transition"))
-    metrics.LADDER_TRANSITIONS.labels(slot, transition).inc()
-    log.info("ladder slot=%s transition=%s stage=%s actor=%s reason=%s", slot, transition, entry.get("stage"), actor,
-             entry.get("reason"))  # fmt: skip
-
-
-def publish_stage(slot: str, stage: str) -> None:
-    for name in STAGES:
-        metrics.LADDER_STAGE.labels(slot, name).set(1 if name == stage else 0)
 
 
 @dataclass
@@ -125,7 +102,7 @@ class LadderWatcher:
         Seconds between two reads of the version counter (0: on every request, for tests).
     """
 
-    def __init__(self, storage: Storage, check_every: float = 1.0):
+    def __init__(self, storage: WatchedStorage, check_every: float = 1.0):
         self.storage = storage
         self.check_every = check_every
         self.next_check = 0.0

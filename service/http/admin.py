@@ -27,10 +27,11 @@ from flask import Blueprint, Response, current_app, request
 
 from bandit.config import SlotConfig, StoreConfig
 from bandit.escalation.ladder import SlotLadder
-from bandit.escalation.state import SlotState
-from service.app import ConfigHolder, Runtime
-from service.errors import ApiError
-from service.ladders import announce, arm_name, publish_stage, slot_status
+from bandit.escalation.state import SlotState, arm_name
+from service.audit import announce, publish_stage
+from service.http.errors import ApiError
+from service.http.ladders import slot_status
+from service.http.runtime import ConfigHolder, Runtime
 from service.storage import LadderConflict, LadderWrite, Storage, StoredLadder
 
 log = logging.getLogger("storefront")

@@ -1,14 +1,11 @@
-"""The learner process: joins each decision with its rewards once its window closes.
+"""The ladder runner: every slot's escalation, driven from the joined stream by the single writer of ladder states.
 
-It polls the ``due`` set for events whose window closed (plus a small grace
-for clock skew between API workers and the learner), builds one joined record
-per slot decision with :func:`bandit.eventlog.events.joined_records`, and commits them
-with one atomic script (see :mod:`service.storage`).  Killing it at any point
-loses nothing and duplicates nothing: an event leaves ``due`` in the same step
-that appends its records.  Several learners may run; each event is still
-joined once.
-
-Later tiers hang their training on the joined stream; this module only joins.
+It holds a lease (a standby takes over within the lease's TTL when the holder
+dies), reads the joined records after its cursor, lets the library's
+:class:`~bandit.escalation.learner.Learner` observe them, and saves the
+states that changed together with the new cursor in one compare-and-set step:
+a record is learned from exactly once across restarts, and a state the admin
+API saved meanwhile is adopted, never overwritten.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import copy
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -33,93 +29,11 @@ from bandit.escalation.guardrail import ArmStats
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner
 from bandit.escalation.state import SlotState
-from bandit.eventlog.events import joined_records
 from service import metrics
-from service.ladders import announce, publish_stage
-from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage
+from service.audit import announce, publish_stage
+from service.storage.protocols import LadderConflict, LadderRunnerStorage, LadderWrite, LeaseLost
 
 log = logging.getLogger("storefront.learner")
-
-
-@dataclass
-class JoinStats:
-    joined: int = 0
-    defaulted: int = 0
-    expired: int = 0
-    retried: int = 0
-
-    def __iadd__(self, other: JoinStats) -> JoinStats:
-        self.joined += other.joined
-        self.defaulted += other.defaulted
-        self.expired += other.expired
-        self.retried += other.retried
-        return self
-
-
-class Joiner:
-    """Joins due events in batches.
-
-    Parameters
-    ----------
-    storage
-        The Redis storage the API workers log to.
-    config
-        The store config (reward weights, stream length).
-    grace
-        Seconds to wait past an event's window close before joining it, so a
-        worker whose clock runs slightly behind cannot accept a reward after
-        the join read the rewards (the join re-checks anyway).
-    """
-
-    def __init__(self, storage: RedisStorage, config: StoreConfig, grace: float = 2.0, batch: int = 500):
-        self.storage = storage
-        self.config = config
-        self.grace = grace
-        self.batch = batch
-
-    def run_once(self, now: float | None = None) -> JoinStats:
-        """Join every event due at ``now``; returns what it did."""
-        now = time.time() if now is None else now
-        stats = JoinStats()
-        while True:
-            due = self.storage.due(now - self.grace, self.batch)
-            for event_id in due:
-                stats += self._join(event_id, now)
-            if len(due) < self.batch:
-                break
-        metrics.LEARNER_LAG.set(self.storage.due_length())
-        metrics.LEARNER_LAST_RUN.set(time.time())
-        return stats
-
-    def _join(self, event_id: str, now: float) -> JoinStats:
-        stats = JoinStats()
-        for _ in range(5):
-            pending = self.storage.pending(event_id)
-            if pending is None:
-                # The event hash expired before anybody joined it (a learner down for longer
-                # than the retention): nothing is left to learn from; say so and drop it.
-                self.storage.drop_due(event_id)
-                log.warning("event %s expired before it was joined", event_id)
-                stats.expired += 1
-                return stats
-            records = joined_records(pending.event, pending.rewards, self.config.reward, joined_at=now)
-            committed = self.storage.commit_join(pending, records, self.config.service.joined_log_max_events)
-            if committed is None:
-                stats.retried += 1
-                continue
-            if committed:
-                for record in records:
-                    slot, tier = record["slot"], record["tier"]
-                    outcome = "defaulted" if record["defaulted"] else "joined"
-                    metrics.JOIN_OUTCOMES.labels(outcome).inc()
-                    metrics.JOINED_REWARD.labels(slot, tier).observe(record["reward"])
-                    if outcome == "defaulted":
-                        stats.defaulted += 1
-                    else:
-                        stats.joined += 1
-            return stats
-        log.warning("event %s kept changing while being joined; will retry next pass", event_id)
-        return stats
 
 
 def _shadow_records(state: SlotState) -> int:
@@ -178,7 +92,7 @@ class LadderRunner:
         This runner's id in the lease (default: host, pid and a random suffix).
     """
 
-    storage: RedisStorage
+    storage: LadderRunnerStorage
     config: StoreConfig
     learner_factory: LearnerFactory | None = None
     lease_ttl: float = 10.0
@@ -398,47 +312,3 @@ class LadderRunner:
         if self.learner is not None:
             self.storage.release_lease(self.holder)
             self.learner = None
-
-
-def wants_ladders(config: StoreConfig) -> bool:
-    """True when some slot escalates (its mode is not ``off``)."""
-    return any(slot.escalation.mode != "off" for slot in config.slots)
-
-
-def run_forever(
-    joiner: Joiner, interval: float, stop: threading.Event | None = None, ladders: LadderRunner | None = None
-) -> None:
-    """Join (and run the ladders, when given) in a loop until SIGTERM/SIGINT (or ``stop`` is set)."""
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    ladder_note = "; running the ladders while holding the lease" if ladders else ""
-    log.info("learner joining every %.1fs%s", interval, ladder_note)
-    # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
-    supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
-    while not stop.is_set():
-        if supervisor and os.getppid() != supervisor:
-            log.warning("storefront serve (pid %d) is gone; learner stopping", supervisor)
-            break
-        try:
-            stats = joiner.run_once()
-            if stats.joined or stats.defaulted:
-                log.info("joined %d rewarded and %d defaulted decisions", stats.joined, stats.defaulted)
-        except Exception:  # keep the loop alive through a Redis outage; the error is logged
-            metrics.STORAGE_ERRORS.labels("join").inc()
-            log.exception("join pass failed; retrying in %.1fs", interval)
-        if ladders is not None:
-            try:
-                ladders.run_once()
-            except Exception:  # the states in Redis are intact: the next pass starts from them
-                metrics.STORAGE_ERRORS.labels("ladder").inc()
-                log.exception("ladder pass failed; retrying in %.1fs", interval)
-                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
-        stop.wait(interval)
-    if ladders is not None:
-        try:
-            ladders.release()
-        except Exception:  # a lease that is not released expires on its own
-            log.warning("ladder lease not released; it expires in %.0fs", ladders.lease_ttl)
-    log.info("learner stopped")

@@ -9,9 +9,9 @@ anchor measured in the same run, not an absolute number.
 What runs
 ---------
 * **rank**: exactly what ``storefront serve`` runs (gunicorn with
-  ``service/gunicorn_conf.py``, the embedded Redis unless ``REDIS_URL`` is
+  ``service/http/gunicorn_conf.py``, the embedded Redis unless ``REDIS_URL`` is
   set, Prometheus multiprocess metrics, the learner), on a free loopback port.
-* **twin**: :mod:`service.bench_twin` under the same gunicorn config, workers,
+* **twin**: :mod:`service.bench.twin` under the same gunicorn config, workers,
   worker class and threads.
 
 Both get the same varied request bodies, drawn from the config's context
@@ -57,22 +57,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bandit.config import DAYS, ContextField, StoreConfig
+from bandit.config import DAYS, ContextField, StoreConfig, load_config
+from service.http.gunicorn_conf import SERVE_THREADS, SERVE_WORKERS
 
 RATIO_TARGET = 0.75
 P99_TARGET_MS = 10.0
 _PATH = "/v1/rank"
-_DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
+_DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "storefront.yaml"
 
 
 # --------------------------------------------------------------------------- the command line
 
 
-def add_bench_rank_parser(bench_sub: Any) -> None:
-    """Register ``storefront bench rank`` on the ``bench`` sub-command's subparsers."""
-    from service.cli import SERVE_THREADS, SERVE_WORKERS
-
-    p = bench_sub.add_parser(
+def register(top: Any, bench: Any) -> None:
+    """Add ``storefront bench rank``."""
+    p = bench.add_parser(
         "rank",
         help="throughput and latency of /v1/rank against a do-nothing twin",
         description="Start the service (as `storefront serve` runs it) and a do-nothing Flask twin on the same "
@@ -99,13 +98,7 @@ def add_bench_rank_parser(bench_sub: Any) -> None:
 
 
 def cmd_bench_rank(args: argparse.Namespace) -> int:
-    from bandit.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: refused\n{exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     for name in ("requests", "connections", "rounds", "workers", "threads"):
         if getattr(args, name) < 1:
             print(f"--{name} must be ≥ 1", file=sys.stderr)
@@ -234,7 +227,7 @@ def _terminate_on_sigterm() -> Iterator[None]:
 
 
 def _gunicorn_env(bind: str, workers: int, threads: int, log_level: str) -> dict[str, str]:
-    """The settings ``storefront serve`` hands to ``service/gunicorn_conf.py`` (kept in step with ``cmd_serve``)."""
+    """The settings ``storefront serve`` hands to ``service/http/gunicorn_conf.py`` (in step with ``cmd_serve``)."""
     return {
         "STOREFRONT_BIND": bind,
         "STOREFRONT_WORKERS": str(workers),
@@ -370,7 +363,7 @@ def run_bench(
         twin_env = {**env, **_gunicorn_env(f"127.0.0.1:{twin_port}", args.workers, args.threads, args.log_level)}
         twin = processes.start(
             "twin",
-            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.bench_twin:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.bench.twin:app"],
             twin_env, twin_log,
         )  # fmt: skip
         progress(f"starting the service (port {rank_port}) and the twin (port {twin_port}), "

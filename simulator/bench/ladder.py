@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config import StoreConfig
+from bandit.config import StoreConfig, load_config
 from bandit.escalation.gate import lift_gate
 from bandit.escalation.ladder import build_policy
 from bandit.escalation.learner import Learner
 from bandit.learners.tree import train_tree
 from bandit.policies.base import Policy
+from simulator.progress import Progress
 from simulator.runner import Arm, SimulationResult, Traffic, simulate
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, load_scenario
 
 TRUTH_STRIDE = 4  # every 4th page of a period is scored against the truth (plenty, and 4× faster)
 
@@ -269,8 +270,9 @@ def print_experiment(data: Mapping[str, Any]) -> None:
               f"config {p['config']:.4f}  rules-only {p['rules_only']:.4f}  {lift}")  # fmt: skip
 
 
-def add_bench_ladder_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
-    parser = bench_subparsers.add_parser(
+def register(bench: Any) -> None:
+    """Add ``storefront bench ladder``."""
+    parser = bench.add_parser(
         "ladder",
         help="the escalation ladder on simulated shoppers: gate estimates vs the truth, reward after promotion",
         description="Run the config with its learner beside a rules-only arm on the same simulated shoppers and "
@@ -284,16 +286,11 @@ def add_bench_ladder_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
     parser.set_defaults(func=run_bench_ladder)
-    return parser
 
 
 def run_bench_ladder(args: argparse.Namespace) -> int:
-    from simulator.cli import Progress, load_inputs
-
-    loaded = load_inputs(args)
-    if loaded is None:
-        return 2
-    config, scenario = loaded
+    config = load_config(args.config)
+    scenario = load_scenario(args.scenario, config)
     if args.slot is not None and args.slot not in config.slot_names:
         print(f"--slot: unknown slot {args.slot!r}; slots: {', '.join(config.slot_names)}", file=sys.stderr)
         return 2

@@ -1,0 +1,104 @@
+"""The join: each decision with its rewards, once its reward window closes.
+
+The joiner polls the ``due`` set for events whose window closed (plus a small
+grace for clock skew between API workers and the learner), builds one joined
+record per slot decision with :func:`bandit.eventlog.events.joined_records`,
+and commits them in one atomic step (see :mod:`service.storage.redis_storage`).
+Killing it at any point loses nothing and duplicates nothing: an event leaves
+``due`` in the same step that appends its records.  Several learners may run;
+each event is still joined once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from bandit.config import StoreConfig
+from bandit.eventlog.events import joined_records
+from service import metrics
+from service.storage.protocols import JoinQueue
+
+log = logging.getLogger("storefront.learner")
+
+
+@dataclass
+class JoinStats:
+    joined: int = 0
+    defaulted: int = 0
+    expired: int = 0
+    retried: int = 0
+
+    def __iadd__(self, other: JoinStats) -> JoinStats:
+        self.joined += other.joined
+        self.defaulted += other.defaulted
+        self.expired += other.expired
+        self.retried += other.retried
+        return self
+
+
+class Joiner:
+    """Joins due events in batches.
+
+    Parameters
+    ----------
+    storage
+        Where the API workers log (the Redis storage).
+    config
+        The store config (reward weights, stream length).
+    grace
+        Seconds to wait past an event's window close before joining it, so a
+        worker whose clock runs slightly behind cannot accept a reward after
+        the join read the rewards (the join re-checks anyway).
+    """
+
+    def __init__(self, storage: JoinQueue, config: StoreConfig, grace: float = 2.0, batch: int = 500):
+        self.storage = storage
+        self.config = config
+        self.grace = grace
+        self.batch = batch
+
+    def run_once(self, now: float | None = None) -> JoinStats:
+        """Join every event due at ``now``; returns what it did."""
+        now = time.time() if now is None else now
+        stats = JoinStats()
+        while True:
+            due = self.storage.due(now - self.grace, self.batch)
+            for event_id in due:
+                stats += self._join(event_id, now)
+            if len(due) < self.batch:
+                break
+        metrics.LEARNER_LAG.set(self.storage.due_length())
+        metrics.LEARNER_LAST_RUN.set(time.time())
+        return stats
+
+    def _join(self, event_id: str, now: float) -> JoinStats:
+        stats = JoinStats()
+        for _ in range(5):
+            pending = self.storage.pending(event_id)
+            if pending is None:
+                # The event hash expired before anybody joined it (a learner down for longer
+                # than the retention): nothing is left to learn from; say so and drop it.
+                self.storage.drop_due(event_id)
+                log.warning("event %s expired before it was joined", event_id)
+                stats.expired += 1
+                return stats
+            records = joined_records(pending.event, pending.rewards, self.config.reward, joined_at=now)
+            committed = self.storage.commit_join(pending, records, self.config.service.joined_log_max_events)
+            if committed is None:
+                stats.retried += 1
+                continue
+            if committed:
+                for record in records:
+                    slot, tier = record["slot"], record["tier"]
+                    outcome = "defaulted" if record["defaulted"] else "joined"
+                    metrics.JOIN_OUTCOMES.labels(outcome).inc()
+                    metrics.JOINED_REWARD.labels(slot, tier).observe(record["reward"])
+                    if outcome == "defaulted":
+                        stats.defaulted += 1
+                    else:
+                        stats.joined += 1
+            return stats
+        log.warning("event %s kept changing while being joined; will retry next pass", event_id)
+        return stats

@@ -1,0 +1,59 @@
+"""The learner process's loop: join, then run the ladders, until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from bandit.config import StoreConfig
+from service import metrics
+from service.learner.joiner import Joiner
+from service.learner.ladder_runner import LadderRunner
+
+log = logging.getLogger("storefront.learner")
+
+
+def wants_ladders(config: StoreConfig) -> bool:
+    """True when some slot escalates (its mode is not ``off``)."""
+    return any(slot.escalation.mode != "off" for slot in config.slots)
+
+
+def run_forever(
+    joiner: Joiner, interval: float, stop: threading.Event | None = None, ladders: LadderRunner | None = None
+) -> None:
+    """Join (and run the ladders, when given) in a loop until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    ladder_note = "; running the ladders while holding the lease" if ladders else ""
+    log.info("learner joining every %.1fs%s", interval, ladder_note)
+    # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
+    supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
+    while not stop.is_set():
+        if supervisor and os.getppid() != supervisor:
+            log.warning("storefront serve (pid %d) is gone; learner stopping", supervisor)
+            break
+        try:
+            stats = joiner.run_once()
+            if stats.joined or stats.defaulted:
+                log.info("joined %d rewarded and %d defaulted decisions", stats.joined, stats.defaulted)
+        except Exception:  # keep the loop alive through a Redis outage; the error is logged
+            metrics.STORAGE_ERRORS.labels("join").inc()
+            log.exception("join pass failed; retrying in %.1fs", interval)
+        if ladders is not None:
+            try:
+                ladders.run_once()
+            except Exception:  # the states in Redis are intact: the next pass starts from them
+                metrics.STORAGE_ERRORS.labels("ladder").inc()
+                log.exception("ladder pass failed; retrying in %.1fs", interval)
+                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
+        stop.wait(interval)
+    if ladders is not None:
+        try:
+            ladders.release()
+        except Exception:  # a lease that is not released expires on its own
+            log.warning("ladder lease not released; it expires in %.0fs", ladders.lease_ttl)
+    log.info("learner stopped")

@@ -1,0 +1,48 @@
+"""Storage: the interfaces by concern (``protocols``), Redis behind them (``redis_storage``, Lua in ``scripts/``),
+the JSON encoding of what is stored (``codec``) and the embedded Redis of ``storefront serve`` (``embedded``)."""
+
+from service.storage.protocols import (
+    ACCEPTED,
+    DUPLICATE,
+    LATE,
+    UNKNOWN,
+    UNKNOWN_SLOT,
+    DecisionLog,
+    HealthReports,
+    JoinedLog,
+    JoinQueue,
+    LadderConflict,
+    LadderRunnerStorage,
+    LadderStore,
+    LadderWrite,
+    LearnerLease,
+    LeaseLost,
+    PendingEvent,
+    Storage,
+    StorageStatus,
+    StoredLadder,
+)
+from service.storage.redis_storage import RedisStorage
+
+__all__ = [
+    "ACCEPTED",
+    "DUPLICATE",
+    "LATE",
+    "UNKNOWN",
+    "UNKNOWN_SLOT",
+    "DecisionLog",
+    "HealthReports",
+    "JoinQueue",
+    "JoinedLog",
+    "LadderConflict",
+    "LadderRunnerStorage",
+    "LadderStore",
+    "LadderWrite",
+    "LearnerLease",
+    "LeaseLost",
+    "PendingEvent",
+    "RedisStorage",
+    "Storage",
+    "StorageStatus",
+    "StoredLadder",
+]

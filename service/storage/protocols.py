@@ -1,0 +1,129 @@
+"""What the service and the learner need from storage: small interfaces by concern, and the values they exchange.
+
+Each part of the service depends on the concern it uses — the API on
+:class:`DecisionLog`, the joiner on :class:`JoinQueue`, the ladder runner on
+:class:`JoinedLog`, :class:`LadderStore`, :class:`HealthReports` and
+:class:`LearnerLease` — so a buffer or a spool can stand in front of one
+concern without touching the others.  :class:`Storage` is all of them;
+:class:`~service.storage.redis_storage.RedisStorage` implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ACCEPTED, DUPLICATE, LATE, UNKNOWN, UNKNOWN_SLOT = "accepted", "duplicate", "late", "unknown", "unknown_slot"
+
+
+@dataclass(frozen=True)
+class StoredLadder:
+    """One slot's saved ladder state: the state's JSON, its storage revision, and the cursor it learned up to."""
+
+    slot: str
+    state: dict[str, Any] | None
+    rev: int
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class LadderWrite:
+    """One slot's state to save: compare-and-set on ``expected_rev``, with the history entries to append."""
+
+    slot: str
+    state: dict[str, Any]
+    expected_rev: int
+    history: tuple[dict[str, Any], ...] = ()
+
+
+class LadderConflict(Exception):
+    """A ladder save was refused because another writer saved these slots since they were read."""
+
+    def __init__(self, slots: list[str]):
+        super().__init__(f"ladder state changed concurrently: {', '.join(slots)}")
+        self.slots = slots
+
+
+class LeaseLost(Exception):
+    """A ladder save was refused because the caller no longer holds the learner lease."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A logged event whose window has closed, with what was posted for it."""
+
+    event_id: str
+    event: dict[str, Any]
+    rewards: dict[str, dict[str, Any]]
+    version: str
+
+
+class DecisionLog(Protocol):
+    """The API's writes: ranked pages, and rewards accepted while an event's window is open."""
+
+    def log_event(self, event: Mapping[str, Any], ttl: float) -> None: ...
+    def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str: ...
+
+
+class StorageStatus(Protocol):
+    """Reachability and the counters of ``GET /v1/slots``."""
+
+    def ping(self) -> bool: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+class JoinQueue(Protocol):
+    """The events whose window closed, for the joiner to join once each."""
+
+    def due(self, now: float, limit: int) -> list[str]: ...
+    def due_length(self) -> int: ...
+    def pending(self, event_id: str) -> PendingEvent | None: ...
+    def commit_join(self, pending: PendingEvent, records: list[dict[str, Any]], max_len: int) -> bool | None: ...
+    def drop_due(self, event_id: str) -> None: ...
+
+
+class JoinedLog(Protocol):
+    """The joined records, oldest first, addressed by stream id."""
+
+    def joined(self, start: str = "-", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def joined_after(self, cursor: str | None, count: int) -> list[tuple[str, dict[str, Any]]]: ...
+    def joined_before(
+        self, cursor: str | None, count: int, inclusive: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+    def joined_length(self) -> int: ...
+
+
+class LadderStore(Protocol):
+    """Each slot's escalation state (compare-and-set on a revision), its history, and the learner's cursor."""
+
+    def ladder_version(self) -> int: ...
+    def load_ladders(self, slots: Sequence[str]) -> dict[str, StoredLadder]: ...
+    def ladder_revs(self, slots: Sequence[str]) -> dict[str, int]: ...
+    def save_ladders(self, writes: Sequence[LadderWrite], cursor: str | None = None,
+                     lease_holder: str | None = None) -> int: ...  # fmt: skip
+    def ladder_cursor(self) -> str | None: ...
+    def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+class HealthReports(Protocol):
+    """Challenger failures the workers report and the ladder runner acts on."""
+
+    def report_health(self, errors: Mapping[str, int]) -> None: ...
+    def drain_health(self) -> dict[str, int]: ...
+
+
+class LearnerLease(Protocol):
+    """The lease that makes one ladder runner the single writer of ladder states."""
+
+    def acquire_lease(self, holder: str, ttl: float) -> bool: ...
+    def release_lease(self, holder: str) -> None: ...
+    def lease_holder(self) -> str | None: ...
+
+
+class LadderRunnerStorage(JoinedLog, LadderStore, HealthReports, LearnerLease, Protocol):
+    """What the ladder runner needs."""
+
+
+class Storage(DecisionLog, StorageStatus, JoinQueue, LadderRunnerStorage, Protocol):
+    """Everything: what one process serving the API and running the learner needs."""
