@@ -215,6 +215,13 @@ def test_corrupt_or_incompatible_snapshots_are_refused(snapshot: dict, pattern: 
         build_policy(CONFIG, "hero", {"tier": "tree", "snapshot": snapshot})
 
 
+def test_a_snapshot_trained_for_another_slot_is_refused() -> None:
+    """A hero tree must not serve row-1 (it used to: the arm spec's slot was not compared with the snapshot's)."""
+    with pytest.raises(SnapshotError, match="snapshot is for slot 'hero', not 'row-1'"):
+        build_policy(CONFIG, "row-1", {"tier": "tree", "snapshot": SNAPSHOT})
+    assert build_policy(CONFIG, "hero", {"tier": "tree", "snapshot": SNAPSHOT}).slot == "hero"
+
+
 def test_a_failing_challenger_never_breaks_serving() -> None:
     class Broken(RulesPolicy):
         tier = "tree"
