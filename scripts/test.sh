@@ -12,4 +12,11 @@ python3 -m venv .venv
 echo "== ruff";  .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
 echo "== layers"; .venv/bin/lint-imports --no-cache | sed -n "/^Contracts/,$ p"
-echo "== pytest"; .venv/bin/pytest "$@"
+if [ "$#" -gt 0 ]; then                    # e.g. bash scripts/test.sh tests/bandit -x
+    echo "== pytest $*"; .venv/bin/pytest "$@"
+else
+    # Library, service and simulation tests on every core (a file stays on one worker, so a module's fixtures are
+    # built once); then the integration tests, which start gunicorn, Redis and Prometheus, alone on the machine.
+    echo "== pytest (unit and slow, parallel)"; .venv/bin/pytest -n auto --dist loadfile -m "not integration"
+    echo "== pytest (integration)";           .venv/bin/pytest -m integration
+fi

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,7 +181,7 @@ def _act(slot: str, action: str) -> tuple[Response, int]:
             raise ApiError(409, "invalid_transition", message) from None
         ladder = SlotLadder(runtime.config, slot, slot_config.escalation, _untrainable, _untrainable, state)
         try:
-            entry = ladder.act(action, now=time.time(), actor="admin")
+            entry = ladder.act(action, now=current_app.extensions["storefront.clock"].time(), actor="admin")
         except ValueError as exc:
             raise ApiError(409, "invalid_transition", str(exc)) from None
         entry["actor"] = "admin"  # the same dict is the state's own history entry

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, request
 
 from bandit.eventlog.events import check_reward_number, logged_event
 from service import metrics
+from service.clock import Clock
 from service.http.errors import ApiError
 from service.http.ids import event_time, new_event_id
 from service.http.ladders import slot_status
@@ -45,6 +46,11 @@ def _decisions_counter(slot: str, tier: str) -> Any:
 def _runtime() -> Runtime:
     holder: ConfigHolder = current_app.extensions["storefront"]
     return holder.current()
+
+
+def _clock() -> Clock:
+    clock: Clock = current_app.extensions["storefront.clock"]
+    return clock
 
 
 def _storage() -> Storage:
@@ -136,7 +142,7 @@ def rank() -> Response:
     exclude = body.get("exclude")
     exclude = _item_list(exclude, "exclude", runtime, limit) if exclude is not None else ()
 
-    now = time.time()
+    now = _clock().time()
     event_id = new_event_id(now)
     page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
     out_slots = []
@@ -235,7 +241,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         if not math.isfinite(payload):  # pragma: no cover - check_reward_number already refuses
             raise ApiError(400, "invalid_value", "must be a finite number", "reward")
 
-    now = time.time()
+    now = _clock().time()
     issued = event_time(event_id)
     if issued is None:
         raise ApiError(404, "unknown_event", "no such event: not an id this service issued", "event_id")

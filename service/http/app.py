@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask
 
+from service.clock import SYSTEM_CLOCK, Clock
 from service.http import admin, api, errors, ops
 from service.http.ladders import LadderWatcher
 from service.http.runtime import ConfigHolder
@@ -30,6 +31,7 @@ def create_app(
     redis_url: str | None = None,
     storage: Storage | None = None,
     settings: dict[str, Any] | None = None,
+    clock: Clock | None = None,
 ) -> Flask:
     """Build the WSGI app.
 
@@ -44,6 +46,8 @@ def create_app(
     settings
         Extra Flask config values; ``LADDER_CHECK_SECONDS`` (default 1) is how often a worker
         looks for new ladder states, ``ADMIN_TOKEN`` overrides ``$STOREFRONT_ADMIN_TOKEN``.
+    clock
+        Where event times come from (default the wall clock; tests pass a :class:`~service.clock.ManualClock`).
     """
     config_path = config_path or os.environ.get("STOREFRONT_CONFIG")
     if not config_path:
@@ -63,6 +67,7 @@ def create_app(
     app.config.setdefault("ADMIN_TOKEN", os.environ.get("STOREFRONT_ADMIN_TOKEN") or None)
     app.extensions["storefront"] = holder
     app.extensions["storefront.storage"] = storage
+    app.extensions["storefront.clock"] = clock or SYSTEM_CLOCK
     holder.watch_ladders(LadderWatcher(storage, float(app.config.get("LADDER_CHECK_SECONDS", 1.0))))
 
     errors.init_app(app)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from bandit.config import StoreConfig
 from bandit.eventlog.events import joined_records
 from service import metrics
+from service.clock import SYSTEM_CLOCK, Clock
 from service.storage.protocols import JoinQueue
 
 log = logging.getLogger("storefront.learner")
@@ -51,17 +52,24 @@ class Joiner:
         Seconds to wait past an event's window close before joining it, so a
         worker whose clock runs slightly behind cannot accept a reward after
         the join read the rewards (the join re-checks anyway).
+    batch
+        Due events read per round trip.
+    clock
+        Where "now" comes from when :meth:`run_once` is not told.
     """
 
-    def __init__(self, storage: JoinQueue, config: StoreConfig, grace: float = 2.0, batch: int = 500):
+    def __init__(
+        self, storage: JoinQueue, config: StoreConfig, grace: float = 2.0, batch: int = 500, clock: Clock = SYSTEM_CLOCK
+    ):
         self.storage = storage
         self.config = config
         self.grace = grace
         self.batch = batch
+        self.clock = clock
 
     def run_once(self, now: float | None = None) -> JoinStats:
         """Join every event due at ``now``; returns what it did."""
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         stats = JoinStats()
         while True:
             due = self.storage.due(now - self.grace, self.batch)

@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from bandit.escalation.learner import Learner
 from bandit.escalation.state import SlotState
 from service import metrics
 from service.audit import announce, publish_stage
+from service.clock import SYSTEM_CLOCK, Clock
 from service.storage.protocols import LadderConflict, LadderRunnerStorage, LadderWrite, LeaseLost
 
 log = logging.getLogger("storefront.learner")
@@ -90,6 +90,10 @@ class LadderRunner:
         Joined records read (and saved after) per step.
     holder
         This runner's id in the lease (default: host, pid and a random suffix).
+    max_batches
+        Batches learned per :meth:`run_once` at most, so one pass ends and the lease is renewed.
+    clock
+        Where transition times come from when :meth:`run_once` is not told.
     """
 
     storage: LadderRunnerStorage
@@ -99,6 +103,7 @@ class LadderRunner:
     batch: int = 1000
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     max_batches: int = 50
+    clock: Clock = SYSTEM_CLOCK
     learner: Learner | None = field(default=None, init=False)
     cursor: str | None = field(default=None, init=False)
     _revs: dict[str, int] = field(default_factory=dict, init=False)
@@ -179,7 +184,7 @@ class LadderRunner:
         """Observe one batch and save what changed with the new cursor, atomically."""
         learner = self.learner
         assert learner is not None
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         records = [record for _, record in entries]
         cursor = entries[-1][0] if entries else self.cursor
         memory = {slot: _Memory.take(ladder) for slot, ladder in learner.ladders.items()}

@@ -15,6 +15,7 @@ from simulator.bench.ladder import experiment_json, run_ladder_experiment
 from simulator.scenario import load_scenario
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
 CONFIG = load_config(ROOT / "examples" / "storefront.yaml")
 
 

@@ -12,7 +12,7 @@ from bandit.config import load_config, parse_config
 from service.cli import main
 from service.cli.tree import with_exported_slot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "examples" / "storefront.yaml"
 ALT = ROOT / "examples" / "storefront-alt.yaml"
 

@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 from bandit.config import load_config
 from service.http.openapi import openapi_document
 from tests.conftest import STORE_CONFIG
-from tests.test_openapi import assert_valid, response_validator, schema_validator
+from tests.service.http.test_openapi import assert_valid, response_validator, schema_validator
 
 DOC = openapi_document(load_config(STORE_CONFIG))
 OK_CONTEXT = {"device": "quest"}

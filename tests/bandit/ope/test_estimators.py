@@ -14,7 +14,7 @@ import pytest
 from bandit.eventlog.jsonl import LogError, parse_lines
 from bandit.ope import DM, DR, IPS, SNIPS, OffPolicyData, lift
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 Z95 = NormalDist().inv_cdf(0.975)
 
@@ -177,6 +177,7 @@ def test_every_bad_line_is_listed() -> None:
 # --------------------------------------------------------------------------- accuracy on the simulator
 
 
+@pytest.mark.slow
 def test_dr_accuracy_on_the_simulator(tmp_path: Path) -> None:
     """10k logged pages, 5 seeds; target: the same hero rules with 30 % exploration instead of 10 %.
 

@@ -13,7 +13,7 @@ import pytest
 from bandit.config import ConfigError, load_config, parse_config, parse_duration
 from bandit.config.yamlpos import Problem
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "storefront.yaml"
 
 # Line numbers matter: the broken-config table below names them.
 BASE = """\

@@ -19,7 +19,7 @@ from simulator.report import build_report, report_json, write_report
 from simulator.runner import Arm, Traffic, simulate
 from simulator.scenario import Delay, load_scenario, parse_scenario, scenario_path, shipped_scenarios
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VR_CONFIG = ROOT / "examples" / "storefront.yaml"
 FASHION_CONFIG = ROOT / "examples" / "fashion.yaml"
 CONFIG_OF = {"vr-store": VR_CONFIG, "drift": VR_CONFIG, "fashion-positions": FASHION_CONFIG}

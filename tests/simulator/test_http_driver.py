@@ -20,7 +20,7 @@ from simulator.report import build_report
 from simulator.runner import simulate
 from simulator.scenario import load_scenario
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VR_CONFIG = ROOT / "examples" / "storefront.yaml"
 
 pytestmark = pytest.mark.integration

@@ -55,6 +55,7 @@ def bucket_of(result, at: float) -> int:
     return int(np.searchsorted(result.bucket_hours, hours, side="right"))
 
 
+@pytest.mark.slow
 def test_a_tree_that_pays_is_promoted_and_beats_the_rules_for_the_rest_of_the_run() -> None:
     result, state = run("segments", 60_000, seed=1)
     assert transitions(state) == ["trained", "ramp", "ramp", "ramp", "promoted"]
@@ -71,6 +72,7 @@ def test_a_tree_that_pays_is_promoted_and_beats_the_rules_for_the_rest_of_the_ru
     assert any(r["when"].get("country") == "DE" and r["items"][0] == "d" for r in learned), learned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
 def test_no_false_promotion_when_the_rules_are_already_optimal(seed: int) -> None:
     result, state = run("rules-optimal", 30_000, seed=seed, with_rules=False)
@@ -80,6 +82,7 @@ def test_no_false_promotion_when_the_rules_are_already_optimal(seed: int) -> Non
     assert set(tiers) <= {"rules", "pin"}
 
 
+@pytest.mark.slow
 def test_drift_makes_the_promoted_tree_worse_and_the_guardrail_rolls_it_back() -> None:
     result, state = run("segments-drift", 80_000, seed=2)
     kinds = transitions(state)

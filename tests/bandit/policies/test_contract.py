@@ -27,7 +27,7 @@ from bandit.policies.mixture import LadderPolicy
 from bandit.policies.sampling import uniform_for
 from bandit.policies.tree import SNAPSHOT_KIND
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "storefront.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "storefront.yaml"
 CONFIG: StoreConfig = load_config(EXAMPLE)
 TIERS = list(tiers.names())
 
