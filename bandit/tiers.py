@@ -47,16 +47,14 @@ class Tier:
     policy
         ``"module:Class"`` of its :class:`~bandit.policies.base.TierPolicy`.
     from_config
-        A slot may start on it from the YAML alone; the others are reached by escalation.
-    summary
-        One line for people (docs, ``storefront`` help, the OpenAPI description).
+        A slot may start on it from the YAML alone; the others are learned (they need a snapshot) and reached by
+        escalation.
     """
 
     name: str
     rung: int
     policy: str
     from_config: bool
-    summary: str
 
     def policy_class(self) -> type[TierPolicy]:
         module, _, name = self.policy.partition(":")
@@ -64,7 +62,7 @@ class Tier:
         return cls
 
     def build(self, config: StoreConfig, slot: str, snapshot: Mapping[str, Any] | None = None) -> TierPolicy:
-        """The slot's policy of this tier: from a learned ``snapshot``, or the tier's start without one."""
+        """The slot's policy of this tier, from the config alone or from a learned ``snapshot``."""
         return self.policy_class().for_slot(config, config.slot(slot), snapshot)
 
 
@@ -115,7 +113,5 @@ def served() -> tuple[str, ...]:
     return (*names(), PIN)
 
 
-register(Tier("rules", 0, "bandit.policies.rules:RulesPolicy", from_config=True,
-              summary="ordered YAML rules, first match wins, with an exploration share"))  # fmt: skip
-register(Tier("tree", 1, "bandit.policies.tree:TreePolicy", from_config=False,
-              summary="a shallow decision tree learned from the joined log, served as rules"))  # fmt: skip
+register(Tier("rules", 0, "bandit.policies.rules:RulesPolicy", from_config=True))  # ordered YAML rules
+register(Tier("tree", 1, "bandit.policies.tree:TreePolicy", from_config=False))  # a learned tree, served as rules

@@ -1,3 +1,5 @@
+"""``python -m simulator``: the simulator's commands without the service (``simulate``, ``bench ...``)."""
+
 import sys
 
 from simulator.cli import main

@@ -23,13 +23,14 @@ from simulator.progress import Progress
 from simulator.runner import PEERS, simulate
 from simulator.scenario import load_scenario, shipped_scenarios
 
+_BENCHMARKS = (bench_simulate, ladder, ope)
+
 
 def register(top: Any, bench: Any) -> None:
     """Add the simulator's commands to ``storefront`` (``top``) and ``storefront bench`` (``bench``)."""
     add_simulate_parser(top)
-    bench_simulate.register(bench)
-    ladder.register(bench)
-    ope.register(bench)
+    for benchmark in _BENCHMARKS:
+        benchmark.register(bench)
 
 
 def _peers(values: list[str] | None) -> list[str]:
@@ -122,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m simulator simulate ...`` / ``python -m simulator bench {simulate,ladder,ope} ...``."""
     parser = argparse.ArgumentParser(prog="python -m simulator")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_simulate_parser(commands)
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
-    register(commands, bench)
+    for benchmark in _BENCHMARKS:
+        benchmark.register(bench)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(exc.refusal(), file=sys.stderr)
         return 2

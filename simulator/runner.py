@@ -287,6 +287,19 @@ class _ArmRun:
             self._learn(self.pending[-1][0])
 
 
+class LogCollector:
+    """A learner hook that only keeps the joined records: the simulator as a log generator (no policy ever changes)."""
+
+    def __init__(self) -> None:
+        self.records: list[Mapping[str, Any]] = []
+
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> None:
+        self.records.extend(records)
+
+    def policies(self, now: float) -> dict[str, Policy]:
+        return {}
+
+
 # --------------------------------------------------------------------------- runs
 
 

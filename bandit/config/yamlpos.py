@@ -39,6 +39,11 @@ class ConfigError(ValueError):
         self.problems = sorted(problems, key=lambda p: (p.line or 0, p.path))
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def refusal(self) -> str:
+        """What a command prints when it cannot start: the file, then every problem on a line."""
+        source = self.problems[0].source if self.problems else "config"
+        return f"{source}: refused\n{self}"
+
 
 def format_path(path: Path) -> str:
     """``("slots", 0, "rules", 2)`` → ``"slots[0].rules[2]"``."""

@@ -68,6 +68,6 @@ def guardrail_breached(
     se = math.sqrt(v_new / new.n + v_old / old.n) or 1e-12
     floor = m_old - settings.guardrail_margin * abs(m_old)
     z = (floor - m_new) / se
-    if z <= NormalDist().inv_cdf(settings.guardrail_confidence):
+    if not z > NormalDist().inv_cdf(settings.guardrail_confidence):  # so a NaN never rolls back
         return None
     return {"new_mean": round(m_new, 6), "old_mean": round(m_old, 6), "n_new": new.n, "n_old": old.n, "z": round(z, 3)}

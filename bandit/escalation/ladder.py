@@ -39,7 +39,6 @@ valid during a ramp.  Every transition is returned as a history entry.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -113,9 +112,8 @@ class SlotLadder:
 
     # ---- learning ----------------------------------------------------------------------
 
-    def observe(self, records: Sequence[Mapping[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
-        """Take newly joined records of this slot; returns the transitions made."""
-        now = time.time() if now is None else now
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+        """Take newly joined records of this slot at time ``now`` (the caller's clock); returns the transitions made."""
         s = self.state
         transitions: list[dict[str, Any]] = []
         for record in records:
@@ -336,12 +334,11 @@ class SlotLadder:
 
     # ---- operator actions ----------------------------------------------------------------
 
-    def act(self, action: str, now: float | None = None, actor: str = "operator") -> dict[str, Any]:
+    def act(self, action: str, now: float, actor: str = "operator") -> dict[str, Any]:
         """``promote``, ``rollback``, ``freeze`` or ``unfreeze``, by an operator.
 
         ``promote`` starts the ramp from shadow or approval, or completes a ramp at once.
         """
-        now = time.time() if now is None else now
         s = self.state
         if action == "freeze":
             s.frozen = True
@@ -369,7 +366,10 @@ class SlotLadder:
 
 def build_policy(config: StoreConfig, slot: str, spec: Mapping[str, Any]) -> Policy:
     """The policy an arm spec ``{"tier", "snapshot"}`` describes (snapshots validated against the config)."""
-    return tiers.get(str(spec.get("tier"))).build(config, slot, spec.get("snapshot"))
+    name = spec.get("tier")
+    if not isinstance(name, str) or name not in tiers.names():
+        raise ValueError(f"unknown tier {name!r} in ladder state")
+    return tiers.get(name).build(config, slot, spec.get("snapshot"))
 
 
 def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]], Policy],

@@ -1,4 +1,4 @@
-"""A slot's escalation state: what must survive a learner restart, as JSON, and how its arms are named."""
+"""A slot's escalation state: what must survive a learner restart (JSON), down to the names of its arms."""
 
 from __future__ import annotations
 

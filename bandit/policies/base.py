@@ -191,10 +191,11 @@ class TierPolicy(Policy):
     @classmethod
     @abstractmethod
     def for_slot(cls, config: StoreConfig, slot: SlotConfig, snapshot: Mapping[str, Any] | None = None) -> TierPolicy:
-        """The tier's policy for ``slot``: from a learned ``snapshot``, or the tier's untrained start without one.
+        """The tier's policy for ``slot``: from the config alone (rules), or from a learned ``snapshot``.
 
         Raises
         ------
         ValueError
-            When the snapshot does not fit the config (another slot, unknown items...).
+            When a learned tier gets no snapshot, or one that does not fit the config (another slot, unknown
+            items...).
         """

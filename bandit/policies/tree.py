@@ -83,18 +83,16 @@ class TreePolicy(RulesPolicy):
         }
 
     @classmethod
-    def from_snapshot(cls, config: StoreConfig, snapshot: Mapping[str, Any]) -> TreePolicy:
-        return cls(load_snapshot(config, snapshot), str(snapshot.get("version", "")))
-
-    @classmethod
     def for_slot(cls, config: StoreConfig, slot: SlotConfig, snapshot: Mapping[str, Any] | None = None) -> TreePolicy:
-        """The snapshot's tree (validated against the config); without one, a tree that imitates the slot's rules.
+        """The snapshot's tree, validated against the config; the exploration share comes from ``slot``.
 
-        The slot's exploration share always comes from ``slot``.
+        Raises
+        ------
+        SnapshotError
+            Without a snapshot (a tree is learned, never configured), or one that does not fit.
         """
-        if snapshot is None:
-            return cls(replace(slot, tier=cls.tier), f"tree-of-{config.version}")
         loaded = load_snapshot(config, snapshot, slot.name)
+        assert snapshot is not None  # load_snapshot refuses None
         return cls(replace(loaded, exploration=slot.exploration), str(snapshot.get("version", "")))
 
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit.config import DAYS, ContextField, StoreConfig, load_config
-from service.http.gunicorn_conf import SERVE_THREADS, SERVE_WORKERS
+from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 
 RATIO_TARGET = 0.75
 P99_TARGET_MS = 10.0

@@ -29,6 +29,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from bandit.config import ConfigError
 from service.bench import rank
@@ -36,7 +37,9 @@ from service.cli import check, evaluate, export, learn, serve, tree
 from service.cli.common import CommandError
 
 COMMAND_GROUP = "storefront.commands"
-_BUILTIN = (check, serve, learn, export, evaluate, tree)
+# The order of `storefront --help`: the service's commands, benchmarks, the simulator's, then the log's.
+_BEFORE_PLUGINS = (check, serve, learn, export, rank)
+_AFTER_PLUGINS = (evaluate, tree)
 log = logging.getLogger("storefront")
 
 
@@ -53,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(refusal(exc), file=sys.stderr)
+        print(exc.refusal(), file=sys.stderr)
         return 2
     except CommandError as exc:
         print(exc, file=sys.stderr)
@@ -62,11 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def refusal(exc: ConfigError) -> str:
-    """A refused config (or scenario) for the terminal: its file, then every problem on a line."""
-    source = exc.problems[0].source if exc.problems else "config"
-    n = len(exc.problems)
-    return f"{source}: refused, {n} problem{'s' if n != 1 else ''}\n" + "\n".join(f"  {p}" for p in exc.problems)
+class _Benchmarks:
+    """The ``storefront bench`` subparsers, created when the first benchmark registers (so help lists it there)."""
+
+    def __init__(self, top: Any):
+        self._top = top
+        self._sub: Any = None
+
+    def add_parser(self, *args: Any, **kwargs: Any) -> argparse.ArgumentParser:
+        if self._sub is None:
+            bench = self._top.add_parser("bench", help="benchmarks that print numbers", description="Benchmarks.")
+            self._sub = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
+        parser: argparse.ArgumentParser = self._sub.add_parser(*args, **kwargs)
+        return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="storefront", description="A self-hosted contextual-bandit service for a web store's page slots."
     )
     top = parser.add_subparsers(title="commands", metavar="COMMAND")
-    bench_parser = top.add_parser("bench", help="benchmarks that print numbers", description="Benchmarks.")
-    bench = bench_parser.add_subparsers(title="benchmarks", metavar="BENCHMARK")
-    for module in _BUILTIN:
+    bench = _Benchmarks(top)
+    for module in _BEFORE_PLUGINS:
         module.register(top, bench)
-    rank.register(top, bench)
     for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         try:
             register = entry.load()
@@ -86,4 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
             log.warning("storefront commands from %s not loaded: %s", entry.value, exc)
             continue
         register(top, bench)
+    for module in _AFTER_PLUGINS:
+        module.register(top, bench)
     return parser

@@ -1,4 +1,4 @@
-"""What the ``storefront`` commands share: defaults, the serve state file, common flags, storage, refusals."""
+"""The plumbing every ``storefront`` command shares (where ``serve`` keeps its state, common flags, refusals)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def storage_from(args: argparse.Namespace, config: StoreConfig | None) -> Any:
     if not url:
         raise CommandError(
             f"no Redis to read: pass --redis-url, set REDIS_URL, or run `storefront serve` (it writes "
-            f"{Path(args.data_dir) / STATE_FILE})"
+            f"{Path(args.data_dir) / STATE_FILE})",
+            status=1,
         )
     prefix = os.environ.get("STOREFRONT_REDIS_PREFIX") or (
         f"sb:{config.name}:" if config else state.get("prefix", "sb:store:")

@@ -16,7 +16,7 @@ from typing import Any
 
 from bandit.config import load_config
 from service.cli.common import DEFAULT_DATA_DIR, STATE_FILE, log_level_arg
-from service.http.gunicorn_conf import SERVE_THREADS, SERVE_WORKERS
+from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 
 log = logging.getLogger("storefront")
 

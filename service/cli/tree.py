@@ -82,15 +82,3 @@ def cmd_tree(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote the tree of slot {args.slot} ({len(snapshot['rules'])} rules) to {args.out}", file=sys.stderr)
     return 0
-
-
-def with_exported_slot(config_path: str | Path, exported_yaml: str) -> str:
-    """The config's YAML text with its slot replaced by the exported one (to check it loads back as rules)."""
-    import yaml
-
-    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    (slot,) = yaml.safe_load(exported_yaml)
-    old = next(s for s in data["slots"] if s["name"] == slot["name"])
-    merged = {**{k: v for k, v in old.items() if k not in ("rules", "default", "tier")}, **slot}
-    data["slots"] = [merged if s is old else s for s in data["slots"]]
-    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -31,7 +31,7 @@ from service.audit import announce, publish_stage
 from service.http.errors import ApiError
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
-from service.storage import LadderConflict, LadderWrite, Storage, StoredLadder
+from service.storage.protocols import LadderConflict, LadderStore, LadderWrite, StoredLadder
 
 log = logging.getLogger("storefront")
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -47,8 +47,8 @@ def _holder() -> ConfigHolder:
     return holder
 
 
-def _storage() -> Storage:
-    storage: Storage = current_app.extensions["storefront.storage"]
+def _storage() -> LadderStore:
+    storage: LadderStore = current_app.extensions["storefront.storage"]
     return storage
 
 

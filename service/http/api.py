@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +26,7 @@ from service.http.errors import ApiError
 from service.http.ids import event_time, new_event_id
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
-from service.storage import ACCEPTED, DUPLICATE, Storage
+from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, DecisionLog, StorageStatus
 
 log = logging.getLogger("storefront")
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -53,8 +54,13 @@ def _clock() -> Clock:
     return clock
 
 
-def _storage() -> Storage:
-    storage: Storage = current_app.extensions["storefront.storage"]
+def _decision_log() -> DecisionLog:
+    storage: DecisionLog = current_app.extensions["storefront.storage"]
+    return storage
+
+
+def _status() -> StorageStatus:
+    storage: StorageStatus = current_app.extensions["storefront.storage"]
     return storage
 
 
@@ -115,7 +121,8 @@ def rank() -> Response:
     raw_context = body.get("context", {})
     if not isinstance(raw_context, dict):
         raise ApiError(400, "invalid_type", "must be a JSON object of context fields", "context")
-    context, problems = config.context.normalise(raw_context)
+    now = _clock().time()  # stamps the event, and fills `default: now` hour and day fields
+    context, problems = config.context.normalise(raw_context, now=datetime.fromtimestamp(now, UTC))
     if problems:
         name, message = problems[0]
         code = "unknown_field" if name not in config.context.by_name else (
@@ -142,7 +149,6 @@ def rank() -> Response:
     exclude = body.get("exclude")
     exclude = _item_list(exclude, "exclude", runtime, limit) if exclude is not None else ()
 
-    now = _clock().time()
     event_id = new_event_id(now)
     page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
     out_slots = []
@@ -164,7 +170,7 @@ def rank() -> Response:
         window = config.reward.window_seconds
         event = logged_event(event_id, now, window, config.version, context, page.decisions)
         try:
-            _storage().log_event(event, window + _UNJOINED_GRACE)
+            _decision_log().log_event(event, window + _UNJOINED_GRACE)
             logged = True
         except (redis.RedisError, OSError) as exc:
             # The rules tier serves without Redis: the page is still answered, unlogged.
@@ -246,7 +252,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
     if issued is None:
         raise ApiError(404, "unknown_event", "no such event: not an id this service issued", "event_id")
     try:
-        result = _storage().add_reward(event_id, slot, kind, payload, now, window + _UNJOINED_GRACE)
+        result = _decision_log().add_reward(event_id, slot, kind, payload, now, window + _UNJOINED_GRACE)
     except (redis.RedisError, OSError) as exc:
         metrics.STORAGE_ERRORS.labels("add_reward").inc()
         log.error("reward for %s not stored: %s", event_id, exc)
@@ -259,9 +265,9 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
     if result == DUPLICATE:
         metrics.REWARD_POSTS.labels("duplicate").inc()
         return {"status": DUPLICATE, "note": f"'{kind}' was already recorded for this slot; the first one counts"}
-    if result == "unknown_slot":
+    if result == UNKNOWN_SLOT:
         raise ApiError(404, "unknown_decision", f"event {event_id} did not fill slot {slot!r}", "slot")
-    if result == "late" or issued + window < now:
+    if result == LATE or issued + window < now:
         raise ApiError(410, "reward_window_closed",
                        f"the reward window of this event closed (window {window:g}s); the reward is counted as late",
                        "event_id")  # fmt: skip
@@ -274,7 +280,7 @@ def slots() -> Response:
     runtime = _runtime()
     config = runtime.config
     try:
-        counts = _storage().counts()
+        counts = _status().counts()
         available = True
     except (redis.RedisError, OSError):
         counts, available = {}, False

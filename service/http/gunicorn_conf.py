@@ -10,13 +10,9 @@ import os
 
 from prometheus_client import multiprocess
 
-bind = os.environ.get("STOREFRONT_BIND", "127.0.0.1:8000")
-# Defaults of `storefront serve` (and of both targets of `storefront bench rank`).  Two sync workers per core: each
-# /v1/rank waits on one Redis round trip, and a spare worker keeps the queue moving meanwhile (p99 at 1,000 req/s on
-# 2 cores: about 50 ms with 4 workers, a backlog of 600 ms with 2; `storefront bench rank`).
-SERVE_WORKERS = 2 * (os.cpu_count() or 1)
-SERVE_THREADS = 1
+from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 
+bind = os.environ.get("STOREFRONT_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("STOREFRONT_WORKERS", SERVE_WORKERS))
 worker_class = os.environ.get("STOREFRONT_WORKER_CLASS", "sync")
 threads = int(os.environ.get("STOREFRONT_THREADS", SERVE_THREADS))

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app
 
 from service import metrics
 from service.http.openapi import openapi_document
+from service.storage.protocols import StorageStatus
 
 bp = Blueprint("ops", __name__)
 
@@ -26,7 +27,8 @@ def readyz() -> tuple[Response, int]:
     config = holder.current().config
     checks = {"config": {"ok": True, "version": config.version}}
     try:
-        current_app.extensions["storefront.storage"].ping()
+        status: StorageStatus = current_app.extensions["storefront.storage"]
+        status.ping()
         checks["storage"] = {"ok": True}
     except (redis.RedisError, OSError) as exc:
         checks["storage"] = {"ok": False, "error": str(exc)}

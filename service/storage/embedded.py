@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.embedded")  # the name its log lines have always carried
 
 
 def redis_server_binary() -> str:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-ACCEPTED, DUPLICATE, LATE, UNKNOWN, UNKNOWN_SLOT = "accepted", "duplicate", "late", "unknown", "unknown_slot"
+# What DecisionLog.add_reward answers (ACCEPTED comes as "accepted:<tier>"; MISSING: the event is not pending).
+ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, MISSING = "accepted", "duplicate", "late", "unknown_slot", "missing"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class DecisionLog(Protocol):
     """The API's writes: ranked pages, and rewards accepted while an event's window is open."""
 
     def log_event(self, event: Mapping[str, Any], ttl: float) -> None: ...
-    def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str: ...
+    def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str:
+        """``accepted:<tier>``, ``duplicate``, ``late``, ``unknown_slot`` or ``missing``."""
+        ...
 
 
 class StorageStatus(Protocol):

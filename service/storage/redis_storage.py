@@ -16,18 +16,19 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
 ``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
 
-Three Lua scripts (``scripts/*.lua``) make each step atomic on the server, which is what the
-invariants rest on: a reward is accepted only while the event is still in
+Six Lua scripts (``scripts/*.lua``) make each step atomic on the server.  Three are what the
+invariants rest on (``log_event``, ``add_reward``, ``join``): a reward is accepted only while the event is still in
 ``due`` and its window is open; the join removes the event from ``due`` and
 appends its records in one step, and only if no reward landed since it read
 them.  So an accepted reward is always joined, and a decision is joined
 exactly once however many learners run or restart.
 
-Ladder states are saved by a fourth script, compare-and-set on each slot's
+Ladder states are saved by ``save_ladders``, compare-and-set on each slot's
 ``rev``: the learner and the admin API never overwrite a state the other
 wrote after they read it.  The learner's save also moves its stream cursor in
 the same step (so a decision is learned from once across restarts) and is
-fenced by its lease (a runner that lost the lease writes nothing).
+fenced by its lease (a runner that lost the lease writes nothing), which
+``renew_lease`` and ``release_lease`` take and give up.
 """
 
 from __future__ import annotations

@@ -43,19 +43,6 @@ TOLERANCE = 0.03
 DEFAULT_TARGETS = ("examples/storefront-alt.yaml",)
 
 
-class _Collector:
-    """The simulator's learner hook, reduced to storing the joined records (it never changes a policy)."""
-
-    def __init__(self) -> None:
-        self.records: list[Mapping[str, Any]] = []
-
-    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> None:
-        self.records.extend(records)
-
-    def policies(self, now: float) -> dict[str, Policy]:
-        return {}
-
-
 class _TruthSpy(Policy):
     """Serves exactly as ``inner`` and remembers each page's true expected reward of every candidate."""
 
@@ -84,7 +71,9 @@ class _TruthSpy(Policy):
 
 
 @dataclass(frozen=True)
-class _Job:
+class SeedJob:
+    """One seed of the benchmark: what a worker process needs to run it."""
+
     config_path: str
     scenario: str
     events: int
@@ -104,10 +93,10 @@ def target_policy(spec: str, slot: str) -> tuple[str, Policy]:
     return spec, RulesPolicy(config.slot(slot), config.version)
 
 
-def run_seed(job: _Job) -> dict[str, Any]:
+def run_seed(job: SeedJob) -> dict[str, Any]:
     """Simulate, collect, evaluate every target on one seed; return truths and estimates (plain data)."""
     from simulator.baselines import TruthView
-    from simulator.runner import Arm, simulate
+    from simulator.runner import Arm, LogCollector, simulate
     from simulator.scenario import load_scenario
 
     started = time.perf_counter()
@@ -120,7 +109,7 @@ def run_seed(job: _Job) -> dict[str, Any]:
         config.slot_names.index(job.slot),
         {item: k for k, item in enumerate(config.catalog.ids)},
     )
-    collector = _Collector()
+    collector = LogCollector()
     arm = Arm("logged", "config", config, {job.slot: spy}, learner=collector, view=view)
     simulate(config, scenario, job.events, job.seed, arms=[arm])
     simulated = time.perf_counter() - started
@@ -200,7 +189,9 @@ def run_bench_ope(args: argparse.Namespace) -> int:
         print(f"unknown slot {args.slot!r}", file=sys.stderr)
         return 2
     jobs = [
-        _Job(args.config, args.scenario, args.events, seed, args.slot, targets, args.folds, args.clip, args.confidence)
+        SeedJob(
+            args.config, args.scenario, args.events, seed, args.slot, targets, args.folds, args.clip, args.confidence
+        )
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     workers = max(1, min(args.jobs or len(os.sched_getaffinity(0)), len(jobs)))

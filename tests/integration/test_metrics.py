@@ -48,7 +48,8 @@ PAGES = 240  # full pages ranked by 8 client threads: enough that both workers t
 SETUP_HINT = "run .ci/setup-system.sh as root (it installs Debian's prometheus package; CI runs it)"
 # Families that only appear once their event happened: a config reload, a storage fault.
 FAULT_ONLY = {"storefront_config_reloads", "storefront_storage_errors"}
-# Exported once a slot escalates; every slot of this store stays on rules (see tests/test_ladder_service.py).
+# Exported once a slot escalates; every slot of this store stays on rules
+# (see tests/service/learner/test_ladder_runner.py).
 LADDER_ONLY = {
     "storefront_ladder_transitions",
     "storefront_ladder_stage",

@@ -8,7 +8,7 @@ the machine-readable source of truth of the API; ``docs/api.md`` is the prose.
 
 Every status an endpoint can answer is listed with the error codes it can
 carry (:data:`ERROR_CODES` is the one table of them), and every request example
-is a valid request for the config: ``tests/test_openapi.py`` sends each one to
+is a valid request for the config: ``tests/service/http/test_openapi.py`` sends each one to
 the app and checks the answer against the documented schema.
 
 Schemas are JSON Schema 2020-12 (the dialect OpenAPI 3.1 uses).

@@ -1,7 +1,7 @@
 """The examples of the store endpoints, each one valid for the config it is built from.
 
 Every request example is a request the service accepts for *this* config:
-``tests/test_openapi.py`` sends each one to the app and checks the answer
+``tests/service/http/test_openapi.py`` sends each one to the app and checks the answer
 against the documented schema.  Context values come from
 :func:`~service.http.openapi.context.example_value`; where a real event id
 from ``/v1/rank`` goes, the examples use :data:`EXAMPLE_EVENT_ID`.

@@ -189,7 +189,7 @@ def test_freeze_stops_automatic_transitions() -> None:
 def test_actions_that_do_not_apply_are_refused(action: str, pattern: str) -> None:
     lad, _ = ladder()
     with pytest.raises(ValueError, match=pattern):
-        lad.act(action)
+        lad.act(action, now=0.0)
 
 
 def test_state_round_trips_through_json_and_refuses_foreign_data() -> None:
@@ -242,7 +242,7 @@ def test_a_failing_challenger_never_breaks_serving() -> None:
 
 
 def test_tree_explanations_name_the_leaf_path() -> None:
-    policy = TreePolicy.from_snapshot(CONFIG, SNAPSHOT)
+    policy = TreePolicy.for_slot(CONFIG, CONFIG.slot("hero"), SNAPSHOT)
     _, why = policy.pmf({"country": "JP", "device": "quest"}, list(CONFIG.catalog.ids))
     assert why == "tree:leaf-1[country=JP]"
     _, why = policy.pmf({"country": "US", "device": "pcvr"}, list(CONFIG.catalog.ids))
@@ -313,7 +313,7 @@ def test_shadow_with_probe_serves_and_logs_the_mixture() -> None:
     records = traffic(lad, 3000, start=300)
     jp = [r for r in records if r["context"]["country"] == "JP"]
     rules = RulesPolicy(CONFIG.slot("hero"), CONFIG.version)
-    tree = TreePolicy.from_snapshot(CONFIG, SNAPSHOT)
+    tree = TreePolicy.for_slot(CONFIG, CONFIG.slot("hero"), SNAPSHOT)
     for record in jp[:20]:
         p_rules, _ = rules.pmf(record["context"], record["candidates"])
         p_tree, _ = tree.pmf(record["context"], record["candidates"])

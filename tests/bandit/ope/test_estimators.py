@@ -186,14 +186,14 @@ def test_dr_accuracy_on_the_simulator(tmp_path: Path) -> None:
     the 95 % intervals cover the truth on at least 4 of 5 seeds (P(≤ 3 of 5) ≈ 0.2 % at exact coverage).
     Targets with poor overlap (other favourites: max weight 270) are far noisier; see docs/ladder.md.
     """
-    from simulator.bench.ope import _Job, run_seed
+    from simulator.bench.ope import SeedJob, run_seed
 
     text = (ROOT / "examples" / "storefront.yaml").read_text()
     target = tmp_path / "explore.yaml"
     target.write_text(text.replace("exploration: 0.10", "exploration: 0.30", 1))
     started = time.perf_counter()
     results = [
-        run_seed(_Job(str(ROOT / "examples" / "storefront.yaml"), "vr-store", 10_000, seed, "hero", (str(target),),
+        run_seed(SeedJob(str(ROOT / "examples" / "storefront.yaml"), "vr-store", 10_000, seed, "hero", (str(target),),
                       2, None, 0.95))
         for seed in range(5)
     ]  # fmt: skip

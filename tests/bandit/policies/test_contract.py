@@ -52,30 +52,28 @@ def tier_policy(tier: str, slot: SlotConfig) -> Policy:
     return tiers.get(tier).policy_class().for_slot(CONFIG, slot, snapshot)
 
 
-def _top_two(slot: SlotConfig) -> tuple[Policy, Policy]:
-    first, second = (TIERS + TIERS)[:2] if len(TIERS) == 1 else TIERS[-2:]
-    return tier_policy(first, slot), tier_policy(second, slot)
+def _ramp(incumbent: str, challenger: str) -> Callable[[SlotConfig], Policy]:
+    return lambda slot: LadderPolicy(slot.name, tier_policy(incumbent, slot), tier_policy(challenger, slot), 0.25)
 
 
-def _ramp(slot: SlotConfig) -> Policy:
-    incumbent, challenger = _top_two(slot)
-    return LadderPolicy(slot.name, incumbent, challenger, share=0.25)
+def _holdout(incumbent: str, previous: str) -> Callable[[SlotConfig], Policy]:
+    return lambda slot: LadderPolicy(slot.name, tier_policy(incumbent, slot), tier_policy(previous, slot), 0.05)
 
 
-def _holdout(slot: SlotConfig) -> Policy:
-    incumbent, previous = reversed(_top_two(slot))
-    return LadderPolicy(slot.name, incumbent, previous, share=0.05)
-
-
-def _shadow_probe(slot: SlotConfig) -> Policy:
-    incumbent, challenger = _top_two(slot)
-    return LadderPolicy(slot.name, incumbent, shadow=challenger, probe=PROBE)
+def _shadow_probe(incumbent: str, challenger: str) -> Callable[[SlotConfig], Policy]:
+    return lambda slot: LadderPolicy(
+        slot.name, tier_policy(incumbent, slot), shadow=tier_policy(challenger, slot), probe=PROBE
+    )
 
 
 PROBE = 0.5
-MIXTURES: dict[str, Callable[[SlotConfig], Policy]] = {
-    "mixture:ramp": _ramp, "mixture:holdout": _holdout, "mixture:shadow-probe": _shadow_probe,
-}  # fmt: skip
+# The ladder's mixture in each of its shapes, for every pair of a lower and a higher rung.
+PAIRS = [(low, high) for i, low in enumerate(TIERS) for high in TIERS[i + 1 :]]
+MIXTURES: dict[str, Callable[[SlotConfig], Policy]] = {}
+for _low, _high in PAIRS:
+    MIXTURES[f"mixture:ramp:{_low}->{_high}"] = _ramp(_low, _high)
+    MIXTURES[f"mixture:holdout:{_high}+{_low}"] = _holdout(_high, _low)
+    MIXTURES[f"mixture:shadow-probe:{_low}+{_high}"] = _shadow_probe(_low, _high)
 POLICIES = TIERS + list(MIXTURES)
 
 
@@ -91,7 +89,7 @@ def served_tiers(name: str) -> set[str]:
 def floor_share(name: str) -> float:
     """Share of the exploration floor the policy keeps: a probe moves ``PROBE`` of the incumbent's exploration
     to the challenger's probabilities, so an item neither favours keeps at least ``(1 - PROBE)`` of its floor."""
-    return 1.0 - PROBE if name == "mixture:shadow-probe" else 1.0
+    return 1.0 - PROBE if name.startswith("mixture:shadow-probe:") else 1.0
 
 
 def favourites(name: str) -> int:

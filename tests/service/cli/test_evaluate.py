@@ -10,7 +10,6 @@ import pytest
 
 from bandit.config import load_config, parse_config
 from service.cli import main
-from service.cli.tree import with_exported_slot
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "examples" / "storefront.yaml"
@@ -20,12 +19,11 @@ ALT = ROOT / "examples" / "storefront-alt.yaml"
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2,000 page views of the example config's rules on the vr-store scenario, as joined-log JSONL."""
-    from simulator.bench.ope import _Collector
-    from simulator.runner import Arm, simulate
+    from simulator.runner import Arm, LogCollector, simulate
     from simulator.scenario import load_scenario
 
     config = load_config(CONFIG)
-    collector = _Collector()
+    collector = LogCollector()
     simulate(
         config, load_scenario("vr-store", config), 2000, 0, arms=[Arm("config", "config", config, learner=collector)]
     )
@@ -144,3 +142,15 @@ def test_tree_show_from_redis(storage: Any, monkeypatch: pytest.MonkeyPatch, red
     status, out, _ = _run(capsys, *argv)
     assert status == 0
     assert snapshot["version"] in out
+
+
+def with_exported_slot(config_path: str | Path, exported_yaml: str) -> str:
+    """The config's YAML text with its slot replaced by the exported one (to check it loads back as rules)."""
+    import yaml
+
+    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    (slot,) = yaml.safe_load(exported_yaml)
+    old = next(s for s in data["slots"] if s["name"] == slot["name"])
+    merged = {**{k: v for k, v in old.items() if k not in ("rules", "default", "tier")}, **slot}
+    data["slots"] = [merged if s is old else s for s in data["slots"]]
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
