@@ -1,20 +1,28 @@
 """Fill a page's slots in page order, without duplicates.
 
 Each slot's candidates are what is left after the config's and the request's
-exclusions, the items earlier slots took, pinned items, and publishers at
-their cap; its probability vector is therefore conditional on the earlier
-slots' draws, and that conditional propensity is what gets logged.
+exclusions, the items earlier slots took, pinned items, publishers at their
+per-page cap and, in a slot with an ``exposure`` cap, publishers at their
+budget in the slot's sliding window (:mod:`bandit.exposure`); a slot with a
+``cold_start`` budget mixes its policy's probabilities with a uniform draw over
+new catalog items (:mod:`bandit.coldstart`).  Its probability
+vector is therefore conditional on the earlier slots' draws and the slot's
+recent impressions, and that conditional propensity is what gets logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bandit.coldstart import ColdStart
 from bandit.config import StoreConfig
+from bandit.exposure import ExposureTracker
 from bandit.policies.base import Decision, Policy
 from bandit.policies.rules import RulesPolicy
+from bandit.policies.sampling import uniform_for
 
 
 @dataclass
@@ -34,9 +42,30 @@ class PageFiller:
         The parsed store config.
     policies
         Serving policy per slot name; slots missing here are served by their rules.
+    exposure
+        The sliding windows of the slots with an ``exposure`` cap (default: a new, empty tracker).  Pass the
+        previous filler's tracker to a filler built for a reloaded config or new policies to keep the windows
+        (it is reconfigured for ``config``); the simulator gives each arm its own.
+    coldstart
+        Which catalog items are new and their impressions (default: a new tracker that takes ``config``'s
+        catalog as established).  Pass the previous filler's to a filler for a reloaded config: the items the
+        reload adds become new.
+
+    In a slot with an ``exposure`` cap, the items of every publisher at its budget (see
+    :mod:`bandit.exposure`) are removed from the slot's candidates before its policy computes the
+    probability vector, so the logged propensities are exact and the served item's is > 0; each served
+    impression (pins included) is then recorded.  When removing them would leave no candidate at all,
+    they are left in: the slot is served over the cap rather than left empty.  A pin is never blocked
+    by the cap.  Slots without a cap cost nothing extra.
     """
 
-    def __init__(self, config: StoreConfig, policies: Mapping[str, Policy] | None = None):
+    def __init__(
+        self,
+        config: StoreConfig,
+        policies: Mapping[str, Policy] | None = None,
+        exposure: ExposureTracker | None = None,
+        coldstart: ColdStart | None = None,
+    ):
         self.config = config
         self.policies: dict[str, Policy] = {slot.name: RulesPolicy(slot, config.version) for slot in config.slots}
         self.policies.update(policies or {})
@@ -49,6 +78,11 @@ class PageFiller:
         self._pins = config.constraints.pins
         self._cap = config.constraints.publisher_cap
         self._order = {slot.name: slot.position for slot in config.slots}
+        self.exposure = exposure if exposure is not None else ExposureTracker()
+        self._windows = self.exposure.configure(config)  # capped slot → its window; empty: no cap anywhere
+        self.coldstart = coldstart if coldstart is not None else ColdStart()
+        self.coldstart.configure(config)
+        self._budgets = {slot.name: slot.cold_start for slot in config.slots if slot.cold_start is not None}
 
     def fill(
         self,
@@ -81,8 +115,14 @@ class PageFiller:
         publisher_count: dict[str, int] = {}
         for item in pinned.values():
             self._count_publisher(item, publisher_count, blocked)
+        windows = self._windows
         for name in wanted:
-            if name in pinned:
+            if windows and name in windows:
+                decision = self._decide_capped(name, context, event_id, pool, blocked, pinned.get(name))
+                if decision is None:
+                    result.unfilled.append(name)
+                    continue
+            elif name in pinned:
                 item = pinned[name]
                 decision = Decision(
                     name, self._order[name], item, 1.0, (item,), (1.0,), "pin", self.config.version, "pin"
@@ -94,11 +134,74 @@ class PageFiller:
                     result.unfilled.append(name)
                     continue
                 decision = self.policies[name].decide(context, eligible, event_id, self._order[name])
+                if self._budgets and name in self._budgets:
+                    decision = self._cold_start(decision, event_id)
             result.decisions.append(decision)
             if name not in pinned:
                 blocked.add(decision.item)
                 self._count_publisher(decision.item, publisher_count, blocked)
         return result
+
+    def _decide_capped(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        event_id: str,
+        pool: list[str],
+        blocked: set[str],
+        pinned: str | None,
+    ) -> Decision | None:
+        """Decide a slot with an exposure cap: withhold publishers at their budget, then record the impression.
+
+        Holding the slot window's lock from reading the capped publishers to recording the draw keeps the
+        guarantee exact when threads share the tracker.
+        """
+        window = self._windows[name]
+        publisher = self._publisher
+        with window.lock:
+            if pinned is not None:
+                decision = Decision(
+                    name, self._order[name], pinned, 1.0, (pinned,), (1.0,), "pin", self.config.version, "pin"
+                )
+            else:
+                eligible = [i for i in pool if i not in blocked]
+                if not eligible:
+                    return None
+                capped = window.capped
+                if capped:
+                    # Left as they are when every eligible item is capped: serve over the cap, not nothing.
+                    eligible = [i for i in eligible if publisher[i] not in capped] or eligible
+                decision = self.policies[name].decide(context, eligible, event_id, self._order[name])
+                if self._budgets and name in self._budgets:
+                    decision = self._cold_start(decision, event_id)
+            window.record(publisher[decision.item])
+        return decision
+
+    def _cold_start(self, decision: Decision, event_id: str) -> Decision:
+        """Mix the slot's budget for new items into its decision: exact mixture sampling, exact propensities.
+
+        With probability ``share`` (its own random number, from the event id) one of the new eligible items is
+        drawn uniformly, otherwise the policy's draw stands; the logged ``pmf`` is the mixture.
+        """
+        budget = self._budgets[decision.slot]
+        tracker = self.coldstart
+        new = tracker.new_items(decision.slot, decision.candidates, budget.impressions)
+        if not new:
+            if tracker.new:
+                tracker.record(decision.slot, decision.item)
+            return decision
+        share, fresh = budget.share, set(new)
+        extra = share / len(new)
+        pmf = tuple((1.0 - share) * p + (extra if c in fresh else 0.0)
+                    for c, p in zip(decision.candidates, decision.pmf, strict=True))  # fmt: skip
+        u = uniform_for(event_id, f"{decision.slot}/cold-start")
+        item, explanation = decision.item, decision.explanation
+        if u < share:
+            item = new[min(int(u / share * len(new)), len(new) - 1)]
+            explanation = f"cold-start; {explanation}"
+        tracker.record(decision.slot, item)
+        index = decision.candidates.index(item)
+        return dataclasses.replace(decision, item=item, propensity=pmf[index], pmf=pmf, explanation=explanation)
 
     def _count_publisher(self, item: str, publisher_count: dict[str, int], blocked: set[str]) -> None:
         """Count ``item`` against its publisher's cap; block the publisher's other items once it is reached."""

@@ -12,9 +12,9 @@ imported the first time a tier is built, so this module imports nothing of
 the library and anything may import it.
 
 >>> names()
-('rules', 'tree')
+('rules', 'tree', 'gradient')
 >>> from_config()
-('rules',)
+('rules', 'gradient')
 >>> get("tree").policy_class().tier
 'tree'
 """
@@ -115,3 +115,5 @@ def served() -> tuple[str, ...]:
 
 register(Tier("rules", 0, "bandit.policies.rules:RulesPolicy", from_config=True))  # ordered YAML rules
 register(Tier("tree", 1, "bandit.policies.tree:TreePolicy", from_config=False))  # a learned tree, served as rules
+# Softmax over hashed crosses, learned online; a slot may start on it: its learner imitates the rules first.
+register(Tier("gradient", 2, "bandit.policies.gradient:GradientPolicy", from_config=True))

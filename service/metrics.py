@@ -103,7 +103,8 @@ LEARNER_LAST_RUN = Gauge(
 LADDER_TRANSITIONS = Counter(
     "storefront_ladder_transitions_total",
     "Escalation transitions by slot and kind (trained, no_change, gate_wait, rejected, awaiting_approval, ramp, "
-    "promoted, rollback, fallback, freeze, unfreeze, train_skipped), from the learner and the admin API.",
+    "promoted, rollback, fallback, freeze, unfreeze, train_skipped, started, published), from the learner and the "
+    "admin API.",
     ["slot", "transition"],
 )
 LADDER_STAGE = Gauge(
@@ -122,6 +123,32 @@ CHALLENGER_ERRORS = Counter(
     "storefront_challenger_errors_total",
     "Decisions where the challenger (shadow or ramp arm) failed and the slot's primary policy served alone.",
     ["slot"],
+)
+
+GRADIENT_LEARNED = Gauge(
+    "storefront_gradient_learned_records",
+    "Joined records each slot's gradient learner has learned from (it learns whoever serves).",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GRADIENT_STEPS = Gauge(
+    "storefront_gradient_trust_region_steps",
+    "Snapshots each slot's gradient learner published: warm start, then one per trust-region halt (KL limit).",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GRADIENT_KL = Gauge(
+    "storefront_gradient_kl",
+    "KL divergence between the deployed gradient snapshot and the learning policy on the last batch's contexts.",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GRADIENT_NAN_HALTS = Gauge(
+    "storefront_gradient_nan_halts",
+    "Updates each gradient learner dropped because they produced a non-finite number (the last good weights "
+    "stayed); any value above 0 deserves an alert.",
+    ["slot"],
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -9,6 +9,13 @@ says per decision.  ``expected`` is the truth's expected credited reward of
 what was shown (little noise: use it to compare policies); ``reward`` is what
 the simulated shoppers actually earned inside the reward window.
 ``% of oracle`` and ``regret`` compare expected rewards on the same pages.
+
+``exposure`` is each publisher's share of a slot's impressions over the run;
+``exposure_inequality`` sums it up per arm and slot: the Gini coefficient of
+the shares of every catalog publisher (0: all equal; ``(n − 1) / n``: one
+publisher has everything), the largest share, and the largest share one
+publisher took in any window of ``window`` consecutive impressions (the
+slot's ``exposure.window`` when it has a cap, else 2,000).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.runner import BUCKETS, SimulationResult
+from simulator.runner import BUCKETS, ArmStats, SimulationResult
 
 FORMAT = "storefront.simulation.v1"
 PLOTS = {
@@ -37,6 +44,49 @@ def _r(x: Any) -> float | None:
 
 def _rates(num: np.ndarray, den: np.ndarray) -> list[float | None]:
     return [_r(a / b) if b else None for a, b in zip(num.tolist(), den.tolist(), strict=True)]
+
+
+def gini(values: list[float] | list[int]) -> float:
+    """Gini coefficient of non-negative values: 0 when all are equal, ``(n − 1) / n`` when one has everything.
+
+    ``Σ_i Σ_j |x_i − x_j| / (2 n² mean)``; 0 for no values or all zeros.
+
+    >>> gini([1, 1, 1, 1]), gini([0, 0, 0, 1]), round(gini([1, 2, 3]), 6)
+    (0.0, 0.75, 0.222222)
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n, total = len(x), float(x.sum())
+    if n == 0 or total <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return max(0.0, float(2.0 * (ranks * x).sum() / (n * total) - (n + 1) / n))
+
+
+def exposure_inequality(
+    stats: ArmStats, publishers: list[str], caps: dict[str, Any], slots: list[str]
+) -> dict[str, Any]:
+    """Per slot: Gini of the publisher shares, the largest share, and the largest share in any window."""
+    catalog_publishers = list(dict.fromkeys(publishers))
+    out: dict[str, Any] = {}
+    for s, slot in enumerate(slots):
+        by_publisher = dict.fromkeys(catalog_publishers, 0)
+        for i, count in enumerate(stats.shown[s].tolist()):
+            by_publisher[publishers[i]] += count
+        shown = sum(by_publisher.values())
+        top = max(catalog_publishers, key=lambda p: (by_publisher[p], -catalog_publishers.index(p)))
+        window = stats.windows[s] if stats.windows else None
+        full = window is not None and stats.window_max[s] >= 0
+        cap = caps.get(slot)
+        out[slot] = {
+            "gini": _r(gini(list(by_publisher.values()))),
+            "max_share": _r(by_publisher[top] / shown) if shown else None,
+            "max_share_publisher": top if shown else None,
+            "window": window,
+            "max_window_share": _r(stats.window_max[s] / window) if full and window else None,
+            "max_window_publisher": stats.window_top[s] if full else None,
+            "cap": None if cap is None else {"max_share": _r(cap.max_share), "window": cap.window},
+        }
+    return out
 
 
 def pages_per_bucket(events: int) -> np.ndarray:
@@ -76,6 +126,7 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
     policies: dict[str, Any] = {}
     timeline: dict[str, Any] = {}
     exposure: dict[str, Any] = {}
+    inequality: dict[str, Any] = {}
     transitions: dict[str, Any] = {}
     ladder: dict[str, Any] = {}
     for arm in result.arms:
@@ -141,6 +192,8 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
         timeline[arm.name] = arm_timeline
         transitions[arm.name] = arm_transitions
         exposure[arm.name] = arm_exposure
+        caps = {slot.name: slot.exposure for slot in arm.config.slots if slot.exposure}
+        inequality[arm.name] = exposure_inequality(stats, publishers, caps, list(truth_slots))
         history = getattr(arm.learner, "history", None)
         if callable(history):
             ladder[arm.name] = [
@@ -163,8 +216,70 @@ def build_report(result: SimulationResult) -> dict[str, Any]:
         "tier_transitions": transitions,
         "ladder": ladder,
         "exposure": exposure,
+        "exposure_inequality": inequality,
+        "launches": launches(result),
         "notes": list(result.notes),
     }
+
+
+FOUND_SHARE = 0.5  # a good launch is found once an arm shows it at least half as often as the oracle does
+GOOD_LAUNCH = 0.05  # a launch is good when the oracle gives it ≥ 5 % of the slot after it launched...
+BAD_LAUNCH = 0.01  # ...bad under 1 %, and dropped once an arm shows it to under 1 % of the slot
+
+
+def launches(result: SimulationResult) -> list[dict[str, Any]]:
+    """How fast each arm found a good launch and dropped a bad one, slot by slot.
+
+    Per launched item and slot: the oracle's share of the slot's impressions after the launch (what the item
+    deserves) and, per arm, its share in every time bucket from the launch on, with ``found_after_pages``
+    (good launches: pages from the launch to the end of the first bucket in which the arm showed it at least
+    half as often as the oracle) or ``dropped_after_pages`` (bad launches: to the end of the first bucket in
+    which the arm showed it to under 1 % of the slot's decisions).  ``None``: never, within the run.
+    """
+    oracle = result.stats.get("oracle")
+    first = next(iter(result.stats.values()), None)
+    if oracle is None or first is None or not first.watch:
+        return []
+    items = result.config.catalog.ids
+    per_bucket = pages_per_bucket(result.events)
+    launched = sorted((at, name) for at, kind, name in result.drift_hours if kind == "launch")  # as `watch` is
+    out = []
+    for k, item_index in enumerate(first.watch):
+        at_hours, name = launched[k] if k < len(launched) else (None, "")
+        hours = np.array(result.bucket_hours)
+        start = int(np.searchsorted(hours, at_hours, side="right")) - 1 if at_hours is not None else 0
+        start = max(start, 0)
+        entry: dict[str, Any] = {"item": items[item_index], "drift": name, "at_hours": _r(at_hours), "slots": {}}
+        for s, slot in enumerate(result.config.slot_names):
+            oracle_shares = _rates(oracle.watched[start:, s, k], oracle.decisions[start:, s])
+            decided = int(oracle.decisions[start:, s].sum())
+            deserved = float(oracle.watched[start:, s, k].sum()) / decided if decided else 0.0
+            verdict = "good" if deserved >= GOOD_LAUNCH else "bad" if deserved < BAD_LAUNCH else "middling"
+            arms: dict[str, Any] = {}
+            for arm in result.arms:
+                stats = result.stats[arm.name]
+                shares = _rates(stats.watched[start:, s, k], stats.decisions[start:, s])
+                found = dropped = None
+                since = 0
+                for b, share in enumerate(shares):
+                    since += int(per_bucket[start + b])
+                    if share is None:
+                        continue
+                    deserves = oracle_shares[b]
+                    if verdict == "good" and found is None and deserves and share >= FOUND_SHARE * deserves:
+                        found = since
+                    if verdict == "bad" and dropped is None and b > 0 and share < BAD_LAUNCH:
+                        dropped = since
+                total = int(stats.decisions[start:, s].sum())
+                arms[arm.name] = {
+                    "share_after_launch": _r(float(stats.watched[start:, s, k].sum()) / total) if total else None,
+                    "share_by_bucket": shares,
+                    "found_after_pages": found,
+                    "dropped_after_pages": dropped,
+                }
+            entry["slots"][slot] = {"verdict": verdict, "oracle_share": _r(deserved), "arms": arms}
+        out.append(entry)
+    return out
 
 
 def report_json(report: dict[str, Any]) -> str:
@@ -239,6 +354,8 @@ def report_markdown(report: dict[str, Any], plots: list[str], plot_note: str = "
     if report["drift"]:
         lines += ["", "## Drift", ""]
         lines += [f"- {d['at_hours']:g} h: {d['kind']} `{d['name']}`" for d in report["drift"]]
+    lines += exposure_table(report)
+    lines += launch_table(report)
     lines += ["", "## Publisher exposure (config)", ""]
     exposure_arm = "live" if "live" in report["exposure"] else "config" if "config" in report["exposure"] else None
     if exposure_arm:
@@ -253,6 +370,84 @@ def report_markdown(report: dict[str, Any], plots: list[str], plot_note: str = "
     if plot_note:
         lines.append(plot_note)
     return "\n".join(lines) + "\n"
+
+
+def exposure_table(report: dict[str, Any]) -> list[str]:
+    """The table *Reward vs exposure inequality*: per arm, the expected reward beside the headline slot's inequality.
+
+    The headline slot is the first slot with an exposure cap in any arm, else the first slot of the page.
+    """
+    inequality = report.get("exposure_inequality") or {}
+    slots = report["config"]["slots"]
+    if not inequality or not slots:
+        return []
+    capped = [slot for slot in slots if any((arm.get(slot) or {}).get("cap") for arm in inequality.values())]
+    slot = capped[0] if capped else slots[0]
+    windows = {arm[slot]["window"] for arm in inequality.values() if arm.get(slot, {}).get("window")}
+    window = f"{min(windows):,}" if len(windows) == 1 else "window"
+    lines = [
+        "",
+        "## Reward vs exposure inequality",
+        "",
+        f"Slot `{slot}`: Gini of the publishers' shares over the run (every catalog publisher counts, 0 = equal), "
+        f"the largest publisher's share, and the largest share one publisher took in any {window} consecutive "
+        "impressions of the slot; the cap, where the arm's config sets one. Rewards are per page.",
+        "",
+        f"| policy | mean expected | % of oracle | {slot} Gini | {slot} max share | max share in {window} | cap |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{100 * x:.1f}%"
+
+    for name in report["order"]:
+        p, e = report["policies"][name], inequality.get(name, {}).get(slot)
+        if e is None:
+            continue
+        top = f" ({e['max_share_publisher']})" if e["max_share_publisher"] else ""
+        window_top = f" ({e['max_window_publisher']})" if e["max_window_publisher"] else ""
+        cap = f"{pct(e['cap']['max_share'])} of {e['cap']['window']:,}" if e["cap"] else "–"
+        lines.append(
+            f"| {name} | {_fmt(p['mean_expected_reward'])} | {_fmt(p['pct_of_oracle'], 1)} | {_fmt(e['gini'], 3)} | "
+            f"{pct(e['max_share'])}{top} | {pct(e['max_window_share'])}{window_top} | {cap} |"
+        )
+    return lines
+
+
+def launch_table(report: dict[str, Any]) -> list[str]:
+    """The table *Launches*: per launched item, in the page's first slot, how fast each arm found or dropped it."""
+    entries = report.get("launches") or []
+    slots = report["config"]["slots"]
+    if not entries or not slots:
+        return []
+    slot = slots[0]
+    lines = [
+        "",
+        "## Launches",
+        "",
+        f"Slot `{slot}`. Share: of the slot's decisions after the launch. *Found*: pages from the launch until "
+        f"a bucket in which the policy showed a good launch at least {FOUND_SHARE:.0%} as often as the oracle; "
+        f"*dropped*: until a bucket in which it showed a bad launch (the oracle gives it under {BAD_LAUNCH:.0%}) "
+        f"to under {BAD_LAUNCH:.0%} of the slot.",
+        "",
+        "| item | launched (h) | verdict | oracle share | policy | share | found after | dropped after |",
+        "|---|---:|---|---:|---|---:|---:|---:|",
+    ]
+    for entry in entries:
+        e = entry["slots"][slot]
+        for name in report["order"]:
+            a = e["arms"].get(name)
+            if a is None or name == "oracle":
+                continue
+            share = "–" if a["share_after_launch"] is None else f"{100 * a['share_after_launch']:.1f}%"
+            found = "–" if a["found_after_pages"] is None else f"{a['found_after_pages']:,}"
+            dropped = "–" if a["dropped_after_pages"] is None else f"{a['dropped_after_pages']:,}"
+            lines.append(
+                f"| {entry['item']} | {_fmt(entry['at_hours'], 1)} | {e['verdict']} | "
+                f"{100 * (e['oracle_share'] or 0):.1f}% | {name} | {share} | "
+                f"{found if e['verdict'] == 'good' else '·'} | {dropped if e['verdict'] == 'bad' else '·'} |"
+            )
+    return lines
 
 
 # --------------------------------------------------------------------------- plots

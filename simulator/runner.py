@@ -40,6 +40,7 @@ import numpy as np
 from bandit.config import StoreConfig
 from bandit.escalation.learner import make_learner
 from bandit.eventlog.events import joined_records, logged_event, reward_value
+from bandit.exposure import ExposureTracker
 from bandit.page import PageFiller
 from bandit.policies.base import Policy
 from simulator.baselines import OraclePolicy, TruthView, UniformPolicy, VWPeer
@@ -50,6 +51,7 @@ from simulator.truth import Shoppers, Truth, TruthBatch
 BATCH = 4096
 BUCKETS = 100
 REFRESH_SECONDS = 60.0
+EXPOSURE_WINDOW = 2000  # impressions: the window a slot's largest publisher share is measured over when uncapped
 PEERS = ("squarecb", "regcb", "epsilon")
 
 
@@ -171,7 +173,13 @@ class Traffic:
 
 @dataclass
 class ArmStats:
-    """What one arm did, accumulated per slot and per time bucket."""
+    """What one arm did, accumulated per slot and per time bucket.
+
+    With ``publishers`` (the publisher of each item) and ``windows`` (a window length per slot), it also
+    keeps, per slot, the most impressions one publisher had in any ``windows[slot]`` consecutive impressions
+    of the slot (``window_max``, by ``window_top``; -1 until the slot had a full window), in O(window)
+    memory: the last window's publishers and their counts.
+    """
 
     slots: int
     items: int
@@ -183,6 +191,12 @@ class ArmStats:
     shown: np.ndarray = field(init=False)  # (slots, items)
     tiers: dict[str, np.ndarray] = field(default_factory=dict)  # tier → (BUCKETS, slots)
     pages: int = 0
+    publishers: tuple[str, ...] = ()  # per item; empty: no windowed exposure
+    windows: tuple[int, ...] = ()  # per slot
+    window_max: list[int] = field(init=False)  # per slot: most impressions of one publisher in a full window
+    window_top: list[str | None] = field(init=False)  # per slot: that publisher (the first to reach it)
+    watch: tuple[int, ...] = ()  # items whose impressions are counted per bucket (the scenario's launches)
+    watched: np.ndarray = field(init=False)  # (BUCKETS, slots, len(watch))
 
     def __post_init__(self) -> None:
         self.expected = np.zeros((BUCKETS, self.slots))
@@ -191,6 +205,15 @@ class ArmStats:
         self.late = np.zeros(self.slots, dtype=np.int64)
         self.unfilled = np.zeros(self.slots, dtype=np.int64)
         self.shown = np.zeros((self.slots, self.items), dtype=np.int64)
+        self.window_max = [-1] * self.slots
+        self.watched = np.zeros((BUCKETS, self.slots, len(self.watch)), dtype=np.int64)
+        self._watch_index = {item: k for k, item in enumerate(self.watch)}
+        self.window_top = [None] * self.slots
+        names = list(dict.fromkeys(self.publishers))
+        self._publisher_of = [names.index(p) for p in self.publishers]  # item → publisher index
+        self._publisher_names = names
+        self._recent: list[deque[int]] = [deque() for _ in self.windows]
+        self._window_counts = [[0] * len(names) for _ in self.windows]
 
     def record(self, bucket: int, slot: int, item: int, tier: str, expected: float, reward: float, late: int) -> None:
         self.expected[bucket, slot] += expected
@@ -202,6 +225,31 @@ class ArmStats:
         if counts is None:
             counts = self.tiers[tier] = np.zeros((BUCKETS, self.slots), dtype=np.int64)
         counts[bucket, slot] += 1
+        if self._watch_index:
+            k = self._watch_index.get(item)
+            if k is not None:
+                self.watched[bucket, slot, k] += 1
+        if self.windows:
+            self._slide(slot, self._publisher_of[item])
+
+    def _slide(self, slot: int, publisher: int) -> None:
+        """One impression of ``publisher`` in ``slot``: O(1), except once when the first window fills up.
+
+        The largest count in any full window is reached at the last impression of its publisher inside that
+        window (or at the first full window), so checking the publisher just added is enough afterwards.
+        """
+        recent, counts, window = self._recent[slot], self._window_counts[slot], self.windows[slot]
+        if len(recent) == window:
+            counts[recent.popleft()] -= 1
+        recent.append(publisher)
+        counts[publisher] += 1
+        if len(recent) < window:
+            return
+        if self.window_max[slot] < 0:  # the first full window: every publisher's count
+            top = max(range(len(counts)), key=counts.__getitem__)
+            self.window_max[slot], self.window_top[slot] = counts[top], self._publisher_names[top]
+        elif counts[publisher] > self.window_max[slot]:
+            self.window_max[slot], self.window_top[slot] = counts[publisher], self._publisher_names[publisher]
 
 
 @dataclass
@@ -222,12 +270,22 @@ class _ArmRun:
         self.arm = arm
         self.traffic = traffic
         truth = traffic.truth
-        self.stats = ArmStats(len(truth.slots), len(truth.items))
-        self.filler = PageFiller(arm.config, arm.policies)
+        caps = {slot.name: slot.exposure for slot in (*traffic.config.slots, *arm.config.slots) if slot.exposure}
+        publisher = {item.id: item.publisher for item in arm.config.catalog.items}
+        self.stats = ArmStats(
+            len(truth.slots),
+            len(truth.items),
+            publishers=tuple(publisher[i] for i in truth.items),
+            windows=tuple(caps[s].window if s in caps else EXPOSURE_WINDOW for s in truth.slots),  # the arm's cap first
+            watch=tuple(truth.item_index[item] for _, kind, item in truth.changes if kind == "launch"),
+        )
+        self.filler = PageFiller(arm.config, arm.policies, exposure=ExposureTracker(arm.config))  # one per arm
         self.base_policies = dict(self.filler.policies)
         self.clock = SimClock(traffic.scenario.start)
         self.pending: deque[tuple[float, dict[str, Any], dict[str, Any]]] = deque()
         self.next_refresh = -np.inf
+        # a launch is the config reload that adds the item to the catalog: the filler's cold start sees it new
+        self.launches = deque((at, item) for at, kind, item in truth.changes if kind == "launch")
 
     def _learn(self, now: float) -> None:
         learner = self.arm.learner
@@ -258,8 +316,11 @@ class _ArmRun:
         learner = self.arm.learner
         window = truth.window
         version = self.arm.config.version
+        launches = self.launches
         for j in range(batch.n):
             now = batch.times[j]
+            while launches and launches[0][0] <= now:
+                self.filler.coldstart.launch([launches.popleft()[1]])
             if learner is not None:
                 self._learn(now)
                 fill = self.filler.fill

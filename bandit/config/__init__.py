@@ -1,7 +1,7 @@
 """The store config: parsed once from YAML into frozen, typed objects.
 
 ``model``     the objects (catalog, context schema, rules, slots, reward, constraints)
-``settings``  per-slot learning settings (tree, escalation)
+``settings``  per-slot settings (tree, escalation, gradient, the exposure cap, the cold-start budget)
 ``parse``     YAML → :class:`StoreConfig`, every problem named by file, line and field
 ``checker``   the field checks the parser is built from (the simulator's scenarios reuse them)
 ``yamlpos``   YAML loading that keeps line numbers
@@ -29,7 +29,15 @@ from bandit.config.model import (
     parse_duration,
 )
 from bandit.config.parse import ConfigChecker, load_config, parse_config
-from bandit.config.settings import ESCALATION_MODES, EscalationSettings, TreeSettings
+from bandit.config.settings import (
+    ESCALATION_MODES,
+    LEARNED_TIERS,
+    ColdStartSettings,
+    EscalationSettings,
+    ExposureSettings,
+    GradientSettings,
+    TreeSettings,
+)
 from bandit.config.yamlpos import ConfigError, Problem
 
 __all__ = [
@@ -37,7 +45,9 @@ __all__ = [
     "DAYS",
     "ESCALATION_MODES",
     "FEATURE_KINDS",
+    "LEARNED_TIERS",
     "Catalog",
+    "ColdStartSettings",
     "Condition",
     "ConfigChecker",
     "ConfigError",
@@ -45,7 +55,9 @@ __all__ = [
     "ContextField",
     "ContextSchema",
     "EscalationSettings",
+    "ExposureSettings",
     "FeatureSpec",
+    "GradientSettings",
     "Item",
     "Pin",
     "Problem",

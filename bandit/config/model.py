@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from bandit.config.settings import EscalationSettings, TreeSettings
+from bandit.config.settings import (
+    ColdStartSettings,
+    EscalationSettings,
+    ExposureSettings,
+    GradientSettings,
+    TreeSettings,
+)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CONTEXT_KINDS = ("category", "number", "integer", "bool", "hour", "day_of_week")
@@ -294,6 +300,9 @@ class SlotConfig:
     default: tuple[str, ...]
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
     tree: TreeSettings = field(default_factory=TreeSettings)
+    gradient: GradientSettings = field(default_factory=GradientSettings)
+    exposure: ExposureSettings | None = None  # the publisher exposure cap, if any (bandit.exposure)
+    cold_start: ColdStartSettings | None = None  # the budget for new catalog items, if any (bandit.coldstart)
 
 
 @dataclass(frozen=True)

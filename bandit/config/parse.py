@@ -36,11 +36,26 @@ from bandit.config.model import (
     StoreConfig,
     format_number,
 )
-from bandit.config.settings import ESCALATION_MODES, EscalationSettings, TreeSettings
+from bandit.config.settings import (
+    ESCALATION_MODES,
+    ColdStartSettings,
+    EscalationSettings,
+    ExposureSettings,
+    GradientSettings,
+    TreeSettings,
+)
 from bandit.config.yamlpos import ConfigError, Path, Problem
 
 _ESCALATION_INTEGERS = ("min_events", "max_events", "retrain_every", "train_window", "ramp_events",
                         "guardrail_min_events", "guardrail_window")  # fmt: skip
+_GRADIENT_INTEGERS: dict[str, tuple[int, int | None]] = {
+    "batch": (1, 100_000), "halflife": (0, None), "context_bits": (4, 20), "item_bits": (4, 16), "min_events": (0, None)
+}  # fmt: skip
+_GRADIENT_RANGES = {"learning_rate": (0.0, 10.0), "critic_learning_rate": (0.0, 10.0), "entropy": (0.0, 10.0),
+                    "optimism": (-10.0, 10.0), "min_exploration": (0.0, 0.5), "kl_limit": (0.0, 10.0),
+                    "weight_clip": (1.0, 1e6), "ratio_clip": (0.0, 100.0), "prior": (0.0, 1e6),
+                    "fairness": (0.0, 100.0)}  # fmt: skip
+_GRADIENT_POSITIVE = {"learning_rate", "critic_learning_rate", "min_exploration", "kl_limit", "prior", "ratio_clip"}
 _ESCALATION_RANGES = {"confidence": (0.5, 0.9999), "guardrail_confidence": (0.5, 0.9999), "holdout": (0.0, 0.5),
                       "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0)}  # fmt: skip
 
@@ -102,6 +117,8 @@ class ConfigChecker(Checker):
         slots = self.slots(root["slots"], ("slots",), context, item_ids) if "slots" in root and context else ()
         constraints = self.constraints(root.get("constraints", {}), ("constraints",), item_ids, slots, context)
         service = self.service(root.get("service", {}), ("service",))
+        if catalog and not self.problems:  # slots' positions are their list indices only when every slot parsed
+            self.exposure_feasible(slots, catalog)
         if self.problems or not (catalog and context and reward and constraints and service):
             return None
         version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
@@ -250,7 +267,7 @@ class ConfigChecker(Checker):
                 raw,
                 spath,
                 required=("name", "default"),
-                optional=("tier", "exploration", "rules", "escalation", "tree"),
+                optional=("tier", "exploration", "rules", "escalation", "tree", "gradient", "exposure", "cold_start"),
             )
             if spec is None or "name" not in spec:
                 continue
@@ -274,9 +291,18 @@ class ConfigChecker(Checker):
             default = self.item_list(spec.get("default"), (*spath, "default"), item_ids) if "default" in spec else None
             escalation = self.escalation(spec.get("escalation", {}), (*spath, "escalation"))
             tree = self.tree(spec.get("tree", {}), (*spath, "tree"), context)
-            if name and default and escalation and tree:
+            gradient = self.gradient(spec.get("gradient", {}), (*spath, "gradient"))
+            exposure = self.exposure(spec["exposure"], (*spath, "exposure")) if "exposure" in spec else None
+            cold = self.cold_start(spec["cold_start"], (*spath, "cold_start")) if "cold_start" in spec else None
+            settled = (exposure or "exposure" not in spec) and (cold or "cold_start" not in spec)
+            if name and default and escalation and tree and gradient and settled:
                 names.add(name)
-                out.append(SlotConfig(name, len(out), tier, exploration, tuple(rules), default, escalation, tree))
+                out.append(
+                    SlotConfig(
+                        name, len(out), tier, exploration, tuple(rules), default, escalation, tree, gradient,
+                        exposure, cold,
+                    )
+                )  # fmt: skip
         return tuple(out)
 
     def escalation(self, value: Any, path: Path) -> EscalationSettings | None:
@@ -298,6 +324,17 @@ class ConfigChecker(Checker):
                     self.error(kpath, f"unknown estimator {raw!r}; use one of: dr, snips, ips")
                     ok = False
                 out[key] = raw
+            elif key == "tiers":
+                learned = tiers.names()[1:]  # every rung above the rules
+                listed = self.listing(raw, kpath, min_len=1)
+                unknown = [t for t in listed if t not in learned]
+                if unknown:
+                    self.error(kpath, f"unknown tier {unknown[0]!r}; the ladder's rungs: {', '.join(learned)}")
+                    ok = False
+                elif len(set(listed)) != len(listed) or list(listed) != sorted(listed, key=learned.index):
+                    self.error(kpath, f"list each rung once, in ladder order: {', '.join(learned)}")
+                    ok = False
+                out[key] = tuple(listed)
             elif key == "ramp":
                 parsed = [self.number(v, (*kpath, i), lo=0, hi=1, lo_open=True) for i, v in enumerate(
                     self.listing(raw, kpath, min_len=1))]  # fmt: skip
@@ -356,6 +393,72 @@ class ConfigChecker(Checker):
                         ok = False
                 out[key] = tuple(names)
         return TreeSettings(**out) if ok else None
+
+    def gradient(self, value: Any, path: Path) -> GradientSettings | None:
+        spec = self.mapping(value, path, optional=tuple(GradientSettings.__dataclass_fields__))
+        if spec is None:
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        for key, raw in spec.items():
+            kpath = (*path, key)
+            if key == "pairs":
+                if not isinstance(raw, bool):
+                    self.error(kpath, "must be true or false")
+                    ok = False
+                out[key] = raw
+                continue
+            if key in _GRADIENT_INTEGERS:
+                low, high = _GRADIENT_INTEGERS[key]
+                x = self.number(raw, kpath, lo=low, hi=high, integer=True)
+            else:
+                lo, hi = _GRADIENT_RANGES[key]
+                x = self.number(raw, kpath, lo=lo, hi=hi, lo_open=key in _GRADIENT_POSITIVE)
+            ok = ok and x is not None
+            out[key] = x
+        return GradientSettings(**out) if ok else None
+
+    def exposure(self, value: Any, path: Path) -> ExposureSettings | None:
+        spec = self.mapping(value, path, required=("max_share", "window"))
+        if spec is None or "max_share" not in spec or "window" not in spec:
+            return None
+        share = self.number(spec["max_share"], (*path, "max_share"), lo=0, hi=1, lo_open=True)
+        window = self.number(spec["window"], (*path, "window"), lo=10, integer=True)
+        if share is None or window is None:
+            return None
+        settings = ExposureSettings(share, int(window))
+        if settings.limit < 1:
+            self.error((*path, "max_share"), f"max_share × window must be at least 1 impression (got "
+                       f"{format_number(share)} × {int(window)}); raise one of them")  # fmt: skip
+            return None
+        return settings
+
+    def cold_start(self, value: Any, path: Path) -> ColdStartSettings | None:
+        spec = self.mapping(value, path, optional=("impressions", "share"))
+        if spec is None:
+            return None
+        default = ColdStartSettings()
+        impressions: float | None = default.impressions
+        if "impressions" in spec:
+            impressions = self.number(spec["impressions"], (*path, "impressions"), lo=1, integer=True)
+        share: float | None = default.share
+        if "share" in spec:
+            share = self.number(spec["share"], (*path, "share"), lo=0, hi=0.5, lo_open=True)
+        if impressions is None or share is None:
+            return None
+        return ColdStartSettings(int(impressions), float(share))
+
+    def exposure_feasible(self, slots: tuple[SlotConfig, ...], catalog: Catalog) -> None:
+        """A cap no catalog can meet: fewer publishers than a window needs at ``limit`` impressions each."""
+        publishers = len({item.publisher for item in catalog.items})
+        for slot in slots:
+            if slot.exposure is None:
+                continue
+            needed = -(-slot.exposure.window // slot.exposure.limit)  # ceil(window / limit)
+            if publishers < needed:
+                self.error(("slots", slot.position, "exposure", "max_share"),
+                           f"a window of {slot.exposure.window} at most {slot.exposure.limit} per publisher needs "
+                           f"{needed} publishers; the catalog has {publishers}")  # fmt: skip
 
     def rule(self, value: Any, path: Path, context: ContextSchema, item_ids: set[str], index: int) -> Rule | None:
         spec = self.mapping(value, path, required=("when", "items"), optional=("name",))

@@ -1,10 +1,13 @@
-"""Per-slot learning settings: how a slot grows its tree (``tree``) and when it escalates (``escalation``)."""
+"""Per-slot learning settings: how a slot grows its tree (``tree``), learns its gradient policy (``gradient``) and
+when it escalates (``escalation``).  Every default is documented in docs/config.md and docs/ladder.md."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ESCALATION_MODES = ("auto", "manual", "off")
+LEARNED_TIERS = ("tree", "gradient")  # the rungs a slot can climb to, in ladder order
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,12 @@ class EscalationSettings:
     ``min_lift``; each look uses a Bonferroni share of ``1 - confidence``.
     ``probe`` is the share of the
     incumbent's exploration that follows the challenger during shadow (0: pure
-    shadow, nothing of the challenger is served).
+    shadow, nothing of the challenger is served).  ``tiers`` are the rungs the
+    slot may climb to, in ladder order; the slot climbs one at a time.
     """
 
     mode: str = "off"
+    tiers: tuple[str, ...] = LEARNED_TIERS
     min_events: int = 5000
     max_events: int = 0  # 0: one look at min_events
     min_lift: float = 0.02
@@ -81,3 +86,128 @@ class EscalationSettings:
     def look_confidence(self) -> float:
         """Confidence of each look, so that all looks together keep ``confidence`` (Bonferroni)."""
         return 1.0 - (1.0 - self.confidence) / len(self.looks())
+
+
+@dataclass(frozen=True)
+class GradientSettings:
+    """How the slot's gradient policy learns (``slots[].gradient``); the update rule is in docs/ladder.md.
+
+    Rewards enter scaled by the mean positive reward seen so far, so ``entropy``
+    and the optimism bonus mean the same in any store's reward units.
+
+    Attributes
+    ----------
+    learning_rate
+        The actor's AdaGrad step on its logits' weights.
+    critic_learning_rate
+        The critic's AdaGrad step, divided by the number of active crosses.
+    entropy
+        Weight of the policy's entropy in its objective (in scaled reward): keeps
+        a softmax from collapsing on one item before the evidence says so.
+    optimism
+        The critic's estimate is raised by this many standard deviations of its
+        logit before the actor sees it (optimism in the face of uncertainty).
+        0 by default: on the shipped scenarios the entropy's softmax, which
+        explores among items of close value and ignores the clearly worse,
+        explored better.
+    min_exploration
+        Share of the traffic spread evenly over the candidates whatever the
+        policy says: the floor that keeps every propensity usable for the next
+        challenger's off-policy evaluation (its largest weight is
+        ``(n − 1) / min_exploration``).
+    kl_limit
+        The trust region: when the mean KL divergence between the deployed
+        snapshot and the learning policy over recent contexts reaches it, a new
+        snapshot is published.
+    weight_clip
+        Importance weights ``π/μ`` of the logged item are clipped here.
+    ratio_clip
+        PPO's clip: a logged item whose probability moved by more than this share
+        from the deployed snapshot, in the direction its advantage pushes, adds no
+        further correction.
+    batch
+        Joined records per update.
+    prior
+        Prior precision of each critic weight (its uncertainty before data).
+    halflife
+        Records after which old evidence counts half in the critic's and the
+        actor's step sizes, the critic's uncertainty and the items' values (0:
+        never forget): how the learner keeps adapting to drift.
+    context_bits, item_bits, pairs
+        Feature hashing (see :mod:`bandit.features`): ``2^context_bits`` ×
+        ``2^item_bits`` weights; ``pairs`` adds a token per pair of context fields.
+    min_events
+        Records the learner must have learned from before its snapshot may be
+        proposed as a challenger.
+    fairness
+        Weight ``λ`` of publishers' exposure concentration in the actor's
+        objective (0: off).  The objective becomes ``E[r] − λ · r̄ · HHI``, with
+        ``HHI = Σ_p share_p²`` the Herfindahl index of the publishers' shares
+        of the slot's recent impressions and ``r̄`` the slot's mean reward per
+        impression, so ``λ = 1`` prices a slot given wholly to one publisher at
+        one average reward per impression.  A soft preference, unlike the hard
+        ``exposure`` cap.
+    """
+
+    learning_rate: float = 0.05
+    critic_learning_rate: float = 0.5
+    entropy: float = 0.01
+    optimism: float = 0.0
+    min_exploration: float = 0.02
+    kl_limit: float = 0.05
+    weight_clip: float = 20.0
+    ratio_clip: float = 0.5
+    batch: int = 512
+    prior: float = 1.0
+    halflife: int = 50000
+    context_bits: int = 12
+    item_bits: int = 10
+    pairs: bool = False
+    min_events: int = 50000
+    fairness: float = 0.0
+
+
+@dataclass(frozen=True)
+class ColdStartSettings:
+    """A slot's budget for new catalog items (``slots[].cold_start``); served by :mod:`bandit.coldstart`.
+
+    Attributes
+    ----------
+    impressions
+        A new item keeps its budget until it has this many impressions in the slot.
+    share
+        The share of the slot's traffic spread evenly over its new items while any is eligible.
+    """
+
+    impressions: int = 2000
+    share: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExposureSettings:
+    """A slot's publisher exposure cap (``slots[].exposure``); enforced by :mod:`bandit.exposure`.
+
+    No publisher may take more than ``limit = floor(max_share × window)`` of any
+    ``window`` consecutive impressions of the slot.
+
+    Attributes
+    ----------
+    max_share
+        Largest share of the window one publisher may take, in (0, 1].
+    window
+        Length of the sliding window, in impressions of the slot (≥ 10).
+    """
+
+    max_share: float
+    window: int
+
+    @property
+    def limit(self) -> int:
+        """Most impressions one publisher may have in any ``window`` consecutive ones: ``floor(max_share × window)``.
+
+        >>> ExposureSettings(0.4, 2000).limit
+        800
+        >>> ExposureSettings(0.3, 10).limit
+        3
+        """
+        return math.floor(self.max_share * self.window + 1e-9)

@@ -39,6 +39,7 @@ valid during a ramp.  Every transition is returned as a history entry.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -48,7 +49,8 @@ from bandit import tiers
 from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.guardrail import ArmStats, guardrail_breached
 from bandit.escalation.records import RecordSlimmer
-from bandit.escalation.state import SlotState, arm_name, served_version
+from bandit.escalation.state import SlotState, arm_name, record_arm, snapshot_version, spec_arm
+from bandit.learners.gradient import GradientLearner, Published
 from bandit.policies.base import Policy
 from bandit.policies.mixture import LadderPolicy
 
@@ -73,6 +75,10 @@ class SlotLadder:
         ``(config, slot, records, challenger, incumbent, settings) -> {"passed", "lift", ...}``.
     state
         Restored state, or None for a fresh slot on rules.
+    gradient
+        The slot's gradient learner, when ``gradient`` is one of its rungs: it
+        learns from every record whoever serves, and its snapshots become the
+        challenger (or, once it serves, the incumbent) as described below.
     """
 
     def __init__(
@@ -83,12 +89,14 @@ class SlotLadder:
         trainer: Trainer,
         gate: Gate,
         state: SlotState | None = None,
+        gradient: GradientLearner | None = None,
     ):
         self.config = config
         self.slot = slot
         self.settings = settings
         self.trainer = trainer
         self.gate = gate
+        self.gradient = gradient
         self.state = state or SlotState(slot, next_train_at=settings.retrain_every)
         self.buffer: deque[Mapping[str, Any]] = deque(maxlen=settings.train_window)
         self.since_challenger: list[Mapping[str, Any]] = []
@@ -112,8 +120,11 @@ class SlotLadder:
 
     # ---- learning ----------------------------------------------------------------------
 
-    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
-        """Take newly joined records of this slot at time ``now`` (the caller's clock); returns the transitions made."""
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float, learn: bool = True) -> list[dict[str, Any]]:
+        """Take newly joined records of this slot at time ``now`` (the caller's clock); returns the transitions made.
+
+        ``learn=False`` leaves the gradient learner out (it already learned these records).
+        """
         s = self.state
         transitions: list[dict[str, Any]] = []
         for record in records:
@@ -124,19 +135,30 @@ class SlotLadder:
             self.buffer.append(record)
             if s.stage in ("shadow", "approval"):
                 self.since_challenger.append(record)
-            arm = str(record.get("policy_version", ""))
-            self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
+            self.arms.setdefault(record_arm(record), ArmStats()).add(
+                float(record["reward"]), self.settings.guardrail_window
+            )
             if s.stage == "ramp":
                 s.step_since += 1
-        if s.frozen or (self.settings.mode == "off" and s.stage == "incumbent"):
+        if self.gradient is not None and learn:
+            for published in self.gradient.observe(records):
+                transitions += self._published(published, now)
+        if s.frozen:
             return transitions
-        if self.health_errors and s.stage in ("shadow", "approval", "ramp", "promoted"):
+        serving_model = s.stage != "incumbent" or s.incumbent.get("tier") != "rules"
+        if self.health_errors and serving_model:
             transitions.append(
-                self._fallback_to_rules(now, f"challenger failed to serve ({self.health_errors} errors)")
+                self._fallback_to_rules(now, f"a learned tier failed to serve ({self.health_errors} errors)")
             )
             self.health_errors = 0
             return transitions
-        if s.stage == "incumbent" and s.seen >= s.next_train_at:
+        self.health_errors = 0
+        if s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
+            guard = self._guard(now, promoted=True)
+            if guard:
+                return transitions + guard
+        training = self.settings.mode != "off"  # off: no new challenger (an operator's ramp still completes)
+        if training and s.stage in ("incumbent", "promoted") and s.seen >= s.next_train_at and self._settled():
             transitions += self._train(now)
         elif (
             s.stage == "shadow" and len(self.since_challenger) >= self.settings.min_events and s.seen >= s.next_gate_at
@@ -144,9 +166,28 @@ class SlotLadder:
             transitions += self._run_gate(now)
         elif s.stage == "ramp":
             transitions += self._ramp(now)
-        elif s.stage == "promoted":
-            transitions += self._guard(now, promoted=True)
         return transitions
+
+    def start(self, now: float) -> list[dict[str, Any]]:
+        """A fresh slot configured to start on the gradient tier: the learner's imitation of the rules serves."""
+        s = self.state
+        if self.gradient is None or s.version or s.incumbent.get("tier") != "rules":
+            return []
+        published = self.gradient.imitate(build_policy(self.config, self.slot, s.incumbent))
+        s.incumbent = {"tier": "gradient", "snapshot": published.snapshot}
+        return [self._record(now, "started", "the slot starts on the gradient tier, imitating its rules",
+                             version=published.snapshot.get("version"))]  # fmt: skip
+
+    def _published(self, published: Published, now: float) -> list[dict[str, Any]]:
+        """A new trust-region snapshot: it replaces a serving gradient incumbent (a challenger stays as gated)."""
+        s = self.state
+        if s.frozen or s.incumbent.get("tier") != "gradient":
+            return []
+        s.incumbent = {"tier": "gradient", "snapshot": published.snapshot}
+        snapshot = published.snapshot
+        return [self._record(now, "published", f"{published.reason}; the gradient incumbent moves to it",
+                             version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
+                             kl=round(published.kl, 6))]  # fmt: skip
 
     def resume(self, records: Sequence[Mapping[str, Any]]) -> None:
         """After a restart: take the slot's newest joined records (oldest first, all learned already).
@@ -181,14 +222,17 @@ class SlotLadder:
             return
         for record in records:
             if float(record.get("ts", 0.0)) >= since:
-                arm = str(record.get("policy_version", ""))
-                self.arms.setdefault(arm, ArmStats()).add(float(record["reward"]), self.settings.guardrail_window)
+                self.arms.setdefault(record_arm(record), ArmStats()).add(
+                    float(record["reward"]), self.settings.guardrail_window
+                )
 
     def _arms_since(self) -> float | None:
-        """When the guardrail's arms were last reset: the ramp's start, or the promotion."""
+        """When the guardrail's arms were last reset: the ramp's start, or the promotion (the holdout's start)."""
         s = self.state
-        if s.stage == "promoted":
-            return next((h["at"] for h in reversed(s.history) if h["transition"] == "promoted"), None)
+        if s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
+            # The promotion may have left the history's last 200 entries (a gradient incumbent records every
+            # trust-region step): then it is older than anything kept, and every buffered record is after it.
+            return next((h["at"] for h in reversed(s.history) if h["transition"] == "promoted"), -math.inf)
         if s.stage == "ramp":
             start = None
             for h in reversed(s.history):
@@ -215,25 +259,68 @@ class SlotLadder:
         del s.history[:-200]
         return entry
 
+    def _settled(self) -> bool:
+        """A promoted tier faces its next challenger only after the guardrail could judge it against its holdout."""
+        s = self.state
+        if s.stage != "promoted" or s.previous is None or self.settings.holdout <= 0:
+            return True
+        need = self.settings.guardrail_min_events
+        new = self.arms.get(spec_arm(self.config, s.incumbent))
+        old = self.arms.get(spec_arm(self.config, s.previous))
+        return new is not None and old is not None and new.n >= need and old.n >= need
+
+    def _next_rung(self) -> str | None:
+        """The challenger's tier: the first of the slot's rungs above the incumbent's (None on the top rung)."""
+        current = tiers.get(str(self.state.incumbent.get("tier"))).rung
+        return next((t for t in self.settings.tiers if tiers.get(t).rung > current), None)
+
     def _train(self, now: float) -> list[dict[str, Any]]:
         s = self.state
         s.next_train_at = s.seen + self.settings.retrain_every
+        rung = self._next_rung()
+        incumbent_tier = s.incumbent.get("tier")
+        if rung == "gradient" and self.gradient is not None and self.gradient.ready:
+            return self._propose_gradient(now)
+        if rung in (None, "gradient") and incumbent_tier == "tree":
+            rung = "tree"  # learning does not stop: a newer tree, while the gradient policy (if any) learns
+        elif rung == "gradient":
+            learned = self.gradient.learned if self.gradient is not None else 0
+            need = self.config.slot(self.slot).gradient.min_events
+            return [self._record(now, "train_skipped", f"the gradient policy has learned from {learned:,} of the "
+                                 f"{need:,} records it needs before it is proposed")]  # fmt: skip
+        if rung != "tree":
+            return []  # on the top rung: a gradient incumbent learns by itself
         try:
             snapshot = self.trainer(self.config, self.slot, list(self.buffer))
         except ValueError as exc:  # not enough data yet, and the like: try again later
             return [self._record(now, "train_skipped", str(exc))]
         exceptions = sum(1 for r in snapshot.get("rules", []) if r.get("origin") != "config")
+        if snapshot.get("version") == snapshot_version(s.incumbent):
+            return [self._record(now, "no_change", "the new tree is the one serving; retrying later",
+                                 version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
         if not exceptions:
             return [self._record(now, "no_change", "the tree found nothing that beats the rules; retrying later",
                                  version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
-        s.challenger = {"tier": "tree", "snapshot": snapshot}
+        self._to_shadow({"tier": "tree", "snapshot": snapshot})
+        return [self._record(now, "trained", "challenger trained; evaluating in shadow",
+                             version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)]  # fmt: skip
+
+    def _propose_gradient(self, now: float) -> list[dict[str, Any]]:
+        assert self.gradient is not None and self.gradient.snapshot_ is not None
+        snapshot = self.gradient.snapshot_
+        self._to_shadow({"tier": "gradient", "snapshot": snapshot})
+        reason = "the gradient policy's snapshot is the challenger; evaluating in shadow"
+        return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                             step=snapshot.get("step"))]  # fmt: skip
+
+    def _to_shadow(self, challenger: dict[str, Any]) -> None:
+        s = self.state
+        s.challenger = challenger
         s.challenger_since = s.seen
         s.next_gate_at = s.seen + self.settings.min_events
         s.gate_looks = 0
         self.since_challenger = []
         s.stage = "shadow"
-        return [self._record(now, "trained", "challenger trained; evaluating in shadow",
-                             version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)]  # fmt: skip
 
     def _run_gate(self, now: float) -> list[dict[str, Any]]:
         s = self.state
@@ -254,7 +341,7 @@ class SlotLadder:
                 s.next_gate_at = s.challenger_since + next_look
                 return [self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; looking again at "
                                      f"{next_look} shadow events", gate=result)]  # fmt: skip
-            s.stage = "incumbent"
+            s.stage = "promoted" if s.previous is not None else "incumbent"
             s.challenger = None
             s.next_train_at = s.seen + self.settings.retrain_every
             self.since_challenger = []
@@ -296,6 +383,8 @@ class SlotLadder:
         s.stage = "promoted"
         s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
+        if s.incumbent.get("tier") == "gradient" and self.gradient is not None:
+            self.gradient.serving(s.incumbent["snapshot"])  # its trust region is measured from what serves
         return self._record(now, "promoted", reason, holdout=self.settings.holdout)
 
     def _guard(self, now: float, promoted: bool) -> list[dict[str, Any]]:
@@ -304,8 +393,8 @@ class SlotLadder:
         old_spec = s.previous if promoted else s.incumbent
         if new_spec is None or old_spec is None:
             return []
-        new = self.arms.get(served_version(self.config, new_spec))
-        old = self.arms.get(served_version(self.config, old_spec))
+        new = self.arms.get(spec_arm(self.config, new_spec))
+        old = self.arms.get(spec_arm(self.config, old_spec))
         details = guardrail_breached(new, old, self.settings)
         if details is None:
             return []
@@ -313,10 +402,16 @@ class SlotLadder:
                                **details)]  # fmt: skip
 
     def _rollback(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
-        """Back to the previous tier (after a promotion) or drop the ramping challenger."""
+        """Drop the ramping challenger, or go back to the previous tier (after a promotion)."""
         s = self.state
-        incumbent = s.previous if s.stage == "promoted" and s.previous is not None else s.incumbent
-        return self._back_to(incumbent, now, "rollback", reason, **details)
+        if s.stage == "ramp" or s.previous is None:
+            s.challenger = None
+            s.stage = "promoted" if s.previous is not None else "incumbent"
+            s.next_train_at = s.seen + self.settings.retrain_every
+            self.arms = {}
+            self.since_challenger = []
+            return self._record(now, "rollback", reason, **details)
+        return self._back_to(s.previous, now, "rollback", reason, **details)
 
     def _fallback_to_rules(self, now: float, reason: str) -> dict[str, Any]:
         return self._back_to({"tier": "rules", "snapshot": None}, now, "fallback", reason)
@@ -378,6 +473,9 @@ def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]]
     settings = settings or EscalationSettings()
     primary = build(state.incumbent)
     if state.stage in ("shadow", "approval") and state.challenger:
+        if state.previous and settings.holdout > 0:  # the last promotion's holdout goes on during shadow
+            return LadderPolicy(slot, primary, build(state.previous), settings.holdout, shadow=build(state.challenger),
+                                probe=settings.probe)  # fmt: skip
         return LadderPolicy(slot, primary, shadow=build(state.challenger), probe=settings.probe)
     if state.stage == "ramp" and state.challenger:
         return LadderPolicy(slot, primary, build(state.challenger), settings.ramp[state.ramp_step])

@@ -69,3 +69,14 @@ def arm_name(spec: Mapping[str, Any] | None) -> str | None:
 def served_version(config: StoreConfig, spec: Mapping[str, Any]) -> str:
     """The ``policy_version`` an arm logs: its snapshot's version, or the config's for rules."""
     return snapshot_version(spec) or config.version
+
+
+def spec_arm(config: StoreConfig, spec: Mapping[str, Any]) -> str:
+    """The guardrail's name for an arm: its served version, or ``gradient`` for the gradient tier, whose
+    snapshots change as it learns (each trust-region step is one lineage, judged as one arm)."""
+    return "gradient" if spec.get("tier") == "gradient" else served_version(config, spec)
+
+
+def record_arm(record: Mapping[str, Any]) -> str:
+    """The guardrail's arm of a joined record (see :func:`spec_arm`)."""
+    return "gradient" if record.get("tier") == "gradient" else str(record.get("policy_version", ""))

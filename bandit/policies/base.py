@@ -102,11 +102,8 @@ class Policy(ABC):
 
     Subclasses set ``tier`` and implement ``_pmf``; they must give every
     candidate a probability (none negative, summing to 1) and, with ``n ≥ 2``
-    candidates, keep at least ``min(exploration / (n - 1), 1 / n)`` on every
-    candidate but at most one (the favourite), so that every served item has
-    a usable propensity.  The ``1 / n`` cap only bites when the exploration
-    share is too large to give each of ``n`` items ``exploration / (n - 1)``,
-    e.g. the even split used when no item is favoured.
+    candidates, keep at least :meth:`floor` on every candidate but their
+    favourite, so that every served item has a usable propensity.
     """
 
     tier: ClassVar[str]
@@ -158,6 +155,16 @@ class Policy(ABC):
     ) -> Decision:
         """Choose for one page view: the random number comes from ``(event_id, slot)``, so it replays exactly."""
         return self.choose(context, candidates, uniform_for(event_id, self.slot), position)
+
+    def floor(self, n: int) -> float:
+        """The least probability promised to every candidate but the favourite, among ``n`` (0: no promise).
+
+        A tier overrides it: the rules promise ``min(exploration / (n - 1), 1 / n)``
+        (the ``1 / n`` cap bites only when the exploration share is too large to
+        give each other item ``exploration / (n - 1)``), the gradient policy
+        ``min_exploration / n``.
+        """
+        return 0.0
 
     @abstractmethod
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:

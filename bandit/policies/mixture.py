@@ -30,7 +30,9 @@ class LadderPolicy(Policy):
     probe
         Share of the primary's exploration that follows the shadow's
         probability vector (see :func:`probe_pmf`); 0 serves nothing of the
-        shadow.  The primary's favourite keeps its own probability.
+        shadow.  The primary's favourite keeps its own probability.  With a
+        secondary as well (a holdout while the next challenger is in shadow),
+        the primary's share is probed and the secondary's is not.
 
     The served item is drawn from the arm chosen with ``uniform_for(event_id,
     slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
@@ -60,7 +62,7 @@ class LadderPolicy(Policy):
         self.share = share
         self.shadow = shadow
         self.on_error = on_error
-        self.probe = probe if shadow is not None and secondary is None else 0.0
+        self.probe = probe if shadow is not None else 0.0
         self.tier = primary.tier  # type: ignore[misc]
         self.version = primary.version
 
@@ -77,7 +79,7 @@ class LadderPolicy(Policy):
             self._failed("shadow", exc)
             probs = None
         if self.secondary is not None and self.share > 0:
-            decision = self._mixed(context, candidates, event_id, position)
+            decision = self._mixed(context, candidates, event_id, position, probs)
         elif probs is not None and self.probe > 0:
             decision = self._probed(context, candidates, event_id, position, probs)
         else:
@@ -99,9 +101,12 @@ class LadderPolicy(Policy):
         return Decision(self.slot, position, candidates[index], probs[index], tuple(candidates), tuple(probs),
                         self.tier, self.version, why)  # fmt: skip
 
-    def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int) -> Decision:
+    def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
+               shadow: list[float] | None = None) -> Decision:  # fmt: skip
         assert self.secondary is not None
         p_primary, why_primary = self.primary.pmf(context, candidates)
+        if shadow is not None and self.probe > 0:
+            p_primary = probe_pmf(p_primary, shadow, self.probe)
         try:
             p_secondary, why_secondary = self.secondary.pmf(context, candidates)
         except Exception as exc:
@@ -123,14 +128,21 @@ class LadderPolicy(Policy):
         if self.on_error is not None:
             self.on_error(which, exc)
 
+    def floor(self, n: int) -> float:
+        """What both arms promise an item neither favours (during a probe, what the primary keeps of its floor)."""
+        primary = (1 - self.probe) * self.primary.floor(n)
+        if self.secondary is not None and self.share > 0:
+            return (1 - self.share) * primary + self.share * self.secondary.floor(n)
+        return primary
+
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
         p_primary, why = self.primary.pmf(context, candidates)
+        if self.shadow is not None and self.probe > 0:
+            try:
+                p_primary = probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe)
+            except Exception as exc:  # as in decide(): the primary alone
+                self._failed("shadow", exc)
         if self.secondary is None or self.share <= 0:
-            if self.shadow is not None and self.probe > 0:
-                try:
-                    return probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe), why
-                except Exception as exc:  # as in decide(): the primary alone
-                    self._failed("shadow", exc)
             return p_primary, why
         p_secondary, _ = self.secondary.pmf(context, candidates)
         s = self.share

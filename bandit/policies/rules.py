@@ -67,6 +67,9 @@ class RulesPolicy(TierPolicy):
                 return candidates.index(item), "default"
         return None, "fallback:uniform"
 
+    def floor(self, n: int) -> float:
+        return 0.0 if n < 2 else min(self.exploration / (n - 1), 1.0 / n)
+
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
         favourite, explanation = self.favourite(context, candidates)
         if favourite is None:

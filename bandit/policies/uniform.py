@@ -17,6 +17,9 @@ class UniformPolicy(Policy):
         self.slot = slot
         self.version = "uniform"
 
+    def floor(self, n: int) -> float:
+        return 1.0 / n if n else 0.0
+
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
         n = len(candidates)
         return [1.0 / n] * n, "uniform"

@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bandit.coldstart import ColdStart
 from bandit.config import ConfigError, StoreConfig, load_config
 from bandit.escalation.state import SlotState
+from bandit.exposure import ExposureTracker
 from bandit.page import PageFiller
 from bandit.policies.base import Policy
 from service import metrics
@@ -49,9 +51,15 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, config: StoreConfig, policies: dict[str, Policy] | None = None, states: dict[str, SlotState] | None = None
+        cls,
+        config: StoreConfig,
+        policies: dict[str, Policy] | None = None,
+        states: dict[str, SlotState] | None = None,
+        exposure: ExposureTracker | None = None,
+        coldstart: ColdStart | None = None,
     ) -> Runtime:
-        return cls(config, PageFiller(config, policies), dict(states or {}))
+        """``exposure``, ``coldstart``: the previous runtime's windows and new items, kept across a reload."""
+        return cls(config, PageFiller(config, policies, exposure, coldstart), dict(states or {}))
 
     def tiers(self) -> dict[str, str]:
         """The live tier of every slot (its ladder's incumbent, else the configured tier)."""
@@ -103,7 +111,8 @@ class ConfigHolder:
             if result is None:
                 return
             policies, states = result
-            self.runtime = Runtime.build(runtime.config, policies, states)
+            filler = runtime.filler
+            self.runtime = Runtime.build(runtime.config, policies, states, filler.exposure, filler.coldstart)
             self._publish_tiers(runtime.tiers(), self.runtime.tiers())
 
     def _maybe_reload(self) -> None:
@@ -123,11 +132,12 @@ class ConfigHolder:
                 return
             old = self.runtime.config
             old_tiers = self.runtime.tiers()
-            self.runtime = Runtime.build(config)
+            exposure, coldstart = self.runtime.filler.exposure, self.runtime.filler.coldstart
+            self.runtime = Runtime.build(config, exposure=exposure, coldstart=coldstart)
             if self.ladders is not None:  # the states again, validated against the new config
                 result = self.ladders.refresh(config, {}, force=True)
                 if result is not None:
-                    self.runtime = Runtime.build(config, *result)
+                    self.runtime = Runtime.build(config, *result, exposure, coldstart)
             metrics.CONFIG_RELOADS.labels("applied").inc()
             self._publish(old, config, old_tiers, self.runtime.tiers())
             log.info("config reloaded: version %s → %s", old.version, config.version)

@@ -26,8 +26,9 @@ from typing import Any
 from bandit.config import StoreConfig
 from bandit.escalation.guardrail import ArmStats
 from bandit.escalation.ladder import SlotLadder
-from bandit.escalation.learner import Learner
+from bandit.escalation.learner import Learner, wants_gradient
 from bandit.escalation.state import SlotState
+from bandit.learners.gradient import GradientLearner
 from service import metrics
 from service.audit import announce, publish_stage
 from service.clock import SYSTEM_CLOCK, Clock
@@ -109,6 +110,7 @@ class LadderRunner:
     _revs: dict[str, int] = field(default_factory=dict, init=False)
     _saved: dict[str, str] = field(default_factory=dict, init=False)
     _tiers: dict[str, str] = field(default_factory=dict, init=False)
+    _learned: dict[str, tuple[int, int]] = field(default_factory=dict, init=False)
 
     @property
     def active(self) -> bool:
@@ -118,7 +120,32 @@ class LadderRunner:
     def _new_learner(self, states: Mapping[str, SlotState]) -> Learner:
         if self.learner_factory is not None:
             return self.learner_factory(self.config, states)
-        return Learner(self.config, states)
+        return Learner(self.config, states, gradients=self._restore_gradients())
+
+    def _restore_gradients(self) -> dict[str, GradientLearner]:
+        """The gradient learners saved with the states; one that does not fit the config starts afresh (logged)."""
+        wanted = [slot.name for slot in self.config.slots if wants_gradient(slot)]
+        out: dict[str, GradientLearner] = {}
+        for slot, data in self.storage.load_checkpoints(wanted).items():
+            try:
+                out[slot] = GradientLearner.restore(self.config, data)
+            except (ValueError, TypeError, KeyError) as exc:
+                metrics.SNAPSHOT_ERRORS.labels(slot).inc()
+                log.error("slot %s: gradient learner checkpoint refused (%s); it starts afresh from what serves",
+                          slot, exc)  # fmt: skip
+                continue
+            self._learned[slot] = out[slot].progress()
+        return out
+
+    def _checkpoints(self) -> dict[str, dict[str, Any]]:
+        """The checkpoint of every gradient learner that learned something since its last save."""
+        assert self.learner is not None
+        out = {}
+        for slot, gradient in self.learner.gradients().items():
+            progress = gradient.progress()
+            if progress != self._learned.get(slot):
+                out[slot] = gradient.checkpoint()
+        return out
 
     # ---- one pass ----------------------------------------------------------------------------
 
@@ -130,7 +157,8 @@ class LadderRunner:
                 self.learner = None
             return []
         if self.learner is None:
-            self._restore()
+            with self._holding_lease():  # warm-starting gradient learners and re-reading buffers takes a while
+                self._restore()
         assert self.learner is not None
         self._adopt()
         errors = self.storage.drain_health()
@@ -190,13 +218,15 @@ class LadderRunner:
         memory = {slot: _Memory.take(ladder) for slot, ladder in learner.ladders.items()}
         with self._holding_lease():  # training a tree or running a gate can outlast the lease
             made = learner.observe(records, now)
+        checkpoints = self._checkpoints()
         for _ in range(10):
             texts = {slot: _state_text(ladder.state) for slot, ladder in learner.ladders.items()}
             changed = [slot for slot, text in texts.items() if text != self._saved.get(slot)]
             writes = [
-                LadderWrite(slot, learner.ladders[slot].state.to_json(), self._revs.get(slot, 0),
-                            tuple(t for t in made if t.get("slot") == slot))
-                for slot in changed
+                LadderWrite(slot, learner.ladders[slot].state.to_json() if slot in changed else None,
+                            self._revs.get(slot, 0), tuple(t for t in made if t.get("slot") == slot),
+                            checkpoints.get(slot))
+                for slot in learner.ladders if slot in changed or slot in checkpoints
             ]  # fmt: skip
             try:
                 self.storage.save_ladders(writes, cursor=cursor, lease_holder=self.holder)
@@ -211,12 +241,18 @@ class LadderRunner:
                     memory[slot].restore(learner.ladders[slot])
                     self._adopt_slot(slot)
                     made = [t for t in made if t.get("slot") != slot]
-                    with self._holding_lease():
-                        made += learner.ladders[slot].observe([r for r in records if r.get("slot") == slot], now)
+                    with self._holding_lease():  # its gradient learner already learned the batch: not twice
+                        made += learner.ladders[slot].observe(
+                            [r for r in records if r.get("slot") == slot], now, learn=False
+                        )
                 continue
             for slot in changed:
                 self._revs[slot] = self._revs.get(slot, 0) + 1
                 self._saved[slot] = texts[slot]
+            for slot, gradient in learner.gradients().items():
+                if slot in checkpoints:
+                    self._learned[slot] = gradient.progress()
+                self._publish_gradient(slot, gradient)
             self.cursor = cursor
             for entry in made:
                 announce(entry, "learner")
@@ -231,7 +267,7 @@ class LadderRunner:
         """Take over: the saved states and cursor, and each ladder's training buffer from the stream tail."""
         stored = self.storage.load_ladders(self.config.slot_names)
         states: dict[str, SlotState] = {}
-        self._revs, self._saved = {}, {}
+        self._revs, self._saved, self._learned = {}, {}, {}
         for slot, entry in stored.items():
             self._revs[slot] = entry.rev
             try:
@@ -300,6 +336,12 @@ class LadderRunner:
         log.info("slot %s: adopted ladder state rev %d saved by another writer (stage %s%s)", slot, entry.rev,
                  state.stage, ", frozen" if state.frozen else "")  # fmt: skip
         self._publish(slot)
+
+    def _publish_gradient(self, slot: str, gradient: GradientLearner) -> None:
+        metrics.GRADIENT_LEARNED.labels(slot).set(gradient.learned)
+        metrics.GRADIENT_STEPS.labels(slot).set(gradient.steps)
+        metrics.GRADIENT_NAN_HALTS.labels(slot).set(gradient.nan_halts)
+        metrics.GRADIENT_KL.labels(slot).set(gradient.last_kl)
 
     def _publish(self, slot: str) -> None:
         assert self.learner is not None

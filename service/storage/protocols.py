@@ -33,9 +33,10 @@ class LadderWrite:
     """One slot's state to save: compare-and-set on ``expected_rev``, with the history entries to append."""
 
     slot: str
-    state: dict[str, Any]
+    state: dict[str, Any] | None  # None: leave the state as it is (a checkpoint alone)
     expected_rev: int
     history: tuple[dict[str, Any], ...] = ()
+    checkpoint: dict[str, Any] | None = None  # the slot's learner, saved in the same step (None: leave it)
 
 
 class LadderConflict(Exception):
@@ -107,6 +108,7 @@ class LadderStore(Protocol):
                      lease_holder: str | None = None) -> int: ...  # fmt: skip
     def ladder_cursor(self) -> str | None: ...
     def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]: ...
+    def load_checkpoints(self, slots: Sequence[str]) -> dict[str, Any]: ...
 
 
 class HealthReports(Protocol):

@@ -12,6 +12,7 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
               write counter every save compares and bumps, ``cursor`` the joined-stream id it has learned up to
 ``ladder:version``  counter bumped by every state save; workers poll it (at most once a second) to reload
 ``ladder:cursor``   the joined-stream id the ladder runner has learned up to (saved with the states)
+``checkpoint:<slot>``  the slot's gradient learner (JSON), saved with the states and the cursor
 ``history:<slot>``  list of transitions, newest first (trimmed to 1000)
 ``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
 ``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
@@ -235,7 +236,7 @@ class RedisStorage:
     def save_ladders(
         self, writes: Sequence[LadderWrite], cursor: str | None = None, lease_holder: str | None = None
     ) -> int:
-        """Save states (and the learner's stream cursor) in one atomic step; returns the new ladder version.
+        """Save states (with the learner's stream cursor and checkpoints) in one atomic step; returns the version.
 
         Each state is compare-and-set on its revision: if any slot's ``rev`` is
         no longer ``expected_rev`` nothing is written and :class:`LadderConflict`
@@ -245,15 +246,32 @@ class RedisStorage:
         keys = [self._ladder_version, self._ladder_cursor, self._lease]
         args: list[Any] = [lease_holder or "", cursor or "", HISTORY_MAX, len(writes)]
         for w in writes:
-            keys += [self._ladder_key(w.slot), f"{self.prefix}history:{w.slot}"]
-            args += [w.expected_rev, json.dumps(w.state, separators=COMPACT, sort_keys=True), len(w.history),
-                     *(json.dumps(h, separators=COMPACT, sort_keys=True) for h in w.history)]  # fmt: skip
+            keys += [self._ladder_key(w.slot), f"{self.prefix}history:{w.slot}", self._checkpoint_key(w.slot)]
+            checkpoint = "" if w.checkpoint is None else json.dumps(w.checkpoint, separators=COMPACT)
+            state = "" if w.state is None else json.dumps(w.state, separators=COMPACT, sort_keys=True)
+            history = [json.dumps(h, separators=COMPACT, sort_keys=True) for h in w.history]
+            args += [w.expected_rev, state, checkpoint, len(history), *history]
         result = [int(x) for x in self._save_ladder(keys=keys, args=args)]
         if result[0] == -1:
             raise LeaseLost(f"lease {self._lease} is not held by {lease_holder}")
         if result[0] == 0:
             raise LadderConflict([writes[i - 1].slot for i in result[1:]])
         return result[1]
+
+    def _checkpoint_key(self, slot: str) -> str:
+        return f"{self.prefix}checkpoint:{slot}"
+
+    def load_checkpoints(self, slots: Sequence[str]) -> dict[str, Any]:
+        """The learners' checkpoints saved with the states (JSON; a value that is not JSON is left out)."""
+        out: dict[str, Any] = {}
+        for slot, raw in zip(slots, self.client.mget([self._checkpoint_key(s) for s in slots]), strict=True):
+            if raw is None:
+                continue
+            try:
+                out[slot] = json.loads(raw)
+            except ValueError:
+                continue
+        return out
 
     def ladder_cursor(self) -> str | None:
         """The joined-stream id the ladder runner has learned up to (None: from the start)."""

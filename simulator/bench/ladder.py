@@ -41,13 +41,13 @@ TRUTH_STRIDE = 4  # every 4th page of a period is scored against the truth (plen
 
 @dataclass
 class Challenger:
-    """One trained tree and what happened to it."""
+    """One challenger (a trained tree or a gradient snapshot) and what happened to it."""
 
     version: str
     trained_at: float
     exceptions: int
     incumbent: dict[str, Any]
-    snapshot: dict[str, Any]
+    spec: dict[str, Any]  # {"tier", "snapshot"}
     outcome: str = "in shadow at the end"
     decided_at: float | None = None
     gate: dict[str, Any] | None = None
@@ -74,16 +74,22 @@ def run_ladder_experiment(config: StoreConfig, scenario: Scenario, slot: str, ev
     """Run the config with its learner beside a rules-only arm, then score every challenger on the truth."""
     if config.slot(slot).escalation.mode == "off":
         raise ValueError(f"slot {slot!r} has escalation mode 'off': nothing to climb (set escalation.mode: auto)")
-    snapshots: dict[str, dict[str, Any]] = {}
+    snapshots: dict[str, dict[str, Any]] = {}  # version → {"tier", "snapshot"}: every challenger's
 
     def trainer(cfg: StoreConfig, name: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         snapshot = train_tree(cfg, name, records, seed=seed)
-        snapshots[snapshot["version"]] = snapshot
+        snapshots[snapshot["version"]] = {"tier": "tree", "snapshot": snapshot}
         return snapshot
 
     learner = Learner(config, trainer=trainer, gate=functools.partial(lift_gate, seed=seed))
     arms = [
-        Arm("config", "config", config, learner=learner, description="the config's rules, climbing the ladder"),
+        Arm(
+            "config",
+            "config",
+            config,
+            learner=_Recording(learner, snapshots),
+            description="the config's rules, climbing the ladder",
+        ),
         Arm("rules-only", "config", config, description="the config's rules alone, on the same shoppers"),
     ]
     started = time.perf_counter()
@@ -95,6 +101,24 @@ def run_ladder_experiment(config: StoreConfig, scenario: Scenario, slot: str, ev
     _score_challengers(experiment)
     experiment.phases = _phases(experiment)
     return experiment
+
+
+class _Recording:
+    """The learner, keeping every gradient challenger's snapshot as it enters shadow (trees are kept by the trainer)."""
+
+    def __init__(self, learner: Learner, snapshots: dict[str, dict[str, Any]]):
+        self.learner, self.snapshots = learner, snapshots
+
+    def observe(self, records: Sequence[Mapping[str, Any]], now: float) -> Any:
+        out = self.learner.observe(records, now)
+        for state in self.learner.states().values():
+            spec = state.challenger
+            if spec and spec.get("snapshot") and spec["tier"] == "gradient":
+                self.snapshots.setdefault(spec["snapshot"]["version"], dict(spec))
+        return out
+
+    def policies(self, now: float) -> Mapping[str, Policy]:
+        return self.learner.policies(now)
 
 
 def _challengers(history: list[dict[str, Any]], snapshots: Mapping[str, dict[str, Any]],
@@ -116,7 +140,7 @@ def _challengers(history: list[dict[str, Any]], snapshots: Mapping[str, dict[str
             current.outcome = "rejected" if kind == "rejected" else "passed the gate"
         if kind == "promoted" and current is not None:
             current.outcome = "promoted"
-            incumbent = {"tier": "tree", "snapshot": current.snapshot}
+            incumbent = current.spec
         elif kind in ("rollback", "fallback"):
             if current is not None and current.decided_at is None:  # dropped while in shadow
                 current.decided_at = h["at"]
@@ -144,7 +168,7 @@ def _score_challengers(experiment: LadderExperiment) -> None:
     periods = []
     for c in experiment.challengers:
         end = c.decided_at if c.decided_at is not None else np.inf
-        periods.append((c, c.trained_at, end, build_policy(config, slot, {"tier": "tree", "snapshot": c.snapshot}),
+        periods.append((c, c.trained_at, end, build_policy(config, slot, c.spec),
                         build_policy(config, slot, c.incumbent), [0.0, 0.0, 0]))  # fmt: skip
     if not periods:
         return
@@ -231,7 +255,9 @@ def experiment_json(experiment: LadderExperiment) -> dict[str, Any]:
                          "true_lift": None if c.true_lift is None else round(c.true_lift, 6),
                          "true_pages": c.true_pages,
                          "exceptions_learned": [{"when": r["when"], "items": r["items"]}
-                                                for r in c.snapshot["rules"] if r.get("origin") != "config"]}
+                                                for r in c.spec["snapshot"].get("rules", [])
+                                                if r.get("origin") != "config"],
+                         "tier": c.spec["tier"]}
                         for c in experiment.challengers],
         "phases": experiment.phases,
         "drift": [{"hour": round(h, 2), "kind": kind, "name": name} for h, kind, name in experiment.result.drift_hours],
@@ -247,7 +273,7 @@ def print_experiment(data: Mapping[str, Any]) -> None:
     for hour, kind, reason in sorted(events, key=lambda e: e[0]):
         print(f"  {hour:7.1f} h  {kind:<17} {reason}")
     print("\nchallengers: the gate's off-policy estimate of the lift over the incumbent vs the truth on the same pages")
-    print(f"  {'tree':<18} {'trained':>8} {'ex.':>4}  {'gate estimate [interval]':<34} {'truth':>8}  outcome")
+    print(f"  {'challenger':<18} {'trained':>8} {'ex.':>4}  {'gate estimate [interval]':<34} {'truth':>8}  outcome")
     for c in data["challengers"]:
         gate = c["gate"]
         if gate is None or c["estimated_lift"] is None:

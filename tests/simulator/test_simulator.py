@@ -22,7 +22,13 @@ from simulator.scenario import Delay, load_scenario, parse_scenario, scenario_pa
 ROOT = Path(__file__).resolve().parents[2]
 VR_CONFIG = ROOT / "examples" / "storefront.yaml"
 FASHION_CONFIG = ROOT / "examples" / "fashion.yaml"
-CONFIG_OF = {"vr-store": VR_CONFIG, "drift": VR_CONFIG, "fashion-positions": FASHION_CONFIG}
+CONFIG_OF = {
+    "vr-store": VR_CONFIG,
+    "drift": VR_CONFIG,
+    "launch": VR_CONFIG,
+    "rules-optimal": VR_CONFIG,
+    "fashion-positions": FASHION_CONFIG,
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def mean_expected(report: dict[str, Any], arm: str, slot: str | None = None) -> 
 
 
 def test_every_shipped_scenario_loads_against_its_config() -> None:
-    assert set(shipped_scenarios()) >= {"vr-store", "fashion-positions", "drift"}
+    assert set(shipped_scenarios()) >= {"vr-store", "fashion-positions", "drift", "launch", "rules-optimal"}
     for name in shipped_scenarios():
         scenario = load_scenario(name, load_config(CONFIG_OF[name]))
         assert scenario.name == name
@@ -339,7 +345,7 @@ def test_cli_simulate_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli_main(["simulate", str(VR_CONFIG), "--scenario", "fashion-positions", "--out", str(out)]) == 2
     assert "written for store 'fashion'" in capsys.readouterr().err
     assert cli_main(["simulate", str(VR_CONFIG), "--scenario", "no-such-scenario", "--out", str(out)]) == 2
-    assert "shipped scenarios: drift, fashion-positions, vr-store" in capsys.readouterr().err
+    assert "shipped scenarios: drift, fashion-positions, launch, rules-optimal, vr-store" in capsys.readouterr().err
 
 
 def test_cli_bench_prints_decisions_per_second(capsys: pytest.CaptureFixture[str]) -> None:

@@ -141,7 +141,7 @@ BROKEN = [
      r"^unknown key; allowed here: catalog, context, slots, reward, store, constraints, service$"),
     ("unknown-key-hint", "    exploration: 0.1", "    exploraton: 0.1", 22, "slots[0].exploraton",
      r"^unknown key \(did you mean 'exploration'\?\); allowed here: name, default, tier, exploration, rules, "
-     r"escalation, tree$"),
+     r"escalation, tree, gradient, exposure, cold_start$"),
     ("missing-section", "slots:\n", "slotz:\n", 1, "", r"^missing required key 'slots'$"),
     ("non-mapping-root", BASE, "- just\n- a list\n", 1, "", r"^must be a mapping with keys: catalog, context, "),
     ("unknown-item-in-rule", "items: [b, a]", "items: [b, zz]", 26, "slots[0].rules[0].items[1]",
@@ -229,7 +229,7 @@ BROKEN = [
     ("duplicate-slot-name", "  - name: row\n", "  - name: hero\n", 31, "slots[1].name",
      r"^duplicate slot name 'hero'$"),
     ("unknown-tier", "    default: [b, c]\n", "    default: [b, c]\n    tier: tree\n", 33, "slots[1].tier",
-     r"^unknown tier 'tree'; available: rules$"),
+     r"^unknown tier 'tree'; available: rules, gradient$"),
     ("slot-without-default", "    default: [b, c]\n", "", 31, "slots[1]", r"^missing required key 'default'$"),
     ("pin-to-unknown-slot", "{slot: row, item: c,", "{slot: footer, item: c,", 41, "constraints.pins[0].slot",
      r"^unknown slot 'footer'; slots: hero, row$"),

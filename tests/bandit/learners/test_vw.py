@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from bandit.config import StoreConfig, parse_config
-from bandit.learners.vw import ExploreADF, FeatureEncoder, RewardRegressor, VWPolicy
+from bandit.learners.vw import (
+    ExploreADF,
+    FeatureEncoder,
+    RewardRegressor,
+    VWPolicy,
+    cost_range,
+    describe_settings,
+    reward_to_cost,
+    vw_arguments,
+)
 
 CONFIG = """
 catalog:
@@ -146,3 +155,92 @@ def test_vw_policy_fulfils_the_policy_contract(encoder: FeatureEncoder) -> None:
     assert decision.explanation.startswith("vw:squarecb:")
     assert policy.choose({"country": "US"}, candidates, 0.7, 0) == decision
     assert policy.clone().learner.learned_ == 0
+
+
+# --------------------------------------------------------------------------- costs and settings
+
+
+class _Recorder:
+    """Stands in for a VW workspace: remembers what ``learn`` was given."""
+
+    def __init__(self) -> None:
+        self.learned: list[list[str]] = []
+
+    def learn(self, example: list[str]) -> None:
+        self.learned.append(example)
+
+
+@pytest.mark.parametrize("reward", [-50.0, -1.0, 0.0, 0.5, 1.0, 13.9, 14.0, 20.0, 1e6])
+def test_reward_to_cost_stays_in_the_declared_cost_range(reward: float) -> None:
+    low, high = cost_range(0.0, 14.0)
+    assert (low, high) == (-1.0, 0.0)
+    cost = reward_to_cost(reward, 0.0, 14.0)
+    assert low <= cost <= high
+    assert cost == pytest.approx(-min(1.0, max(0.0, reward / 14.0)))
+    assert reward_to_cost(0.0, 0.0, 14.0) == 0.0  # nothing happened: no cost, as in VW's tutorial
+
+
+def test_costs_fall_as_rewards_rise_and_negative_rewards_are_mapped_too() -> None:
+    rewards = [-2.0, -1.0, 0.0, 1.0, 3.0]
+    costs = [reward_to_cost(r, -2.0, 5.0) for r in rewards]
+    assert costs == sorted(costs, reverse=True)
+    assert (costs[-1], costs[0]) == cost_range(-2.0, 5.0) == pytest.approx((-0.6, 0.4))
+    assert costs[2] == 0.0
+
+
+def test_learn_sends_vw_a_cost_inside_cb_min_cost_cb_max_cost(encoder: FeatureEncoder) -> None:
+    learner = ExploreADF(encoder, "regcb", reward_scale=14.0)
+    recorder = _Recorder()
+    learner._workspace.get = lambda: recorder  # type: ignore[method-assign]
+    for reward in (0.0, 1.0, 14.0, 20.0):  # 20 is above the interval: clipped to cost 0, and counted
+        learner.learn({"country": "US"}, ["msfs", "synth"], 1, 0.5, reward)
+    labels = [example[2].split(" ", 1)[0] for example in recorder.learned]
+    costs = [float(label.split(":")[1]) for label in labels]
+    assert costs == pytest.approx([0.0, -1 / 14, -1.0, -1.0])
+    assert all(-1.0 <= c <= 0.0 for c in costs)
+    assert learner.clipped_ == 1
+    assert learner.arguments.endswith("--cb_min_cost -1 --cb_max_cost 0")  # the range RegCB clamps its bounds to
+
+
+def test_settings_override_the_algorithm_defaults(encoder: FeatureEncoder) -> None:
+    assert (
+        vw_arguments("squarecb")
+        == "--cb_explore_adf --squarecb --gamma_scale 10 --gamma_exponent 0.5 --interactions ci"
+    )
+    args = vw_arguments("squarecb", {"gamma_scale": 300.0, "learning_rate": 1.0, "interactions": ["cci"]})
+    assert "--gamma_scale 300 " in args and "--gamma_scale 10 " not in args
+    assert "--learning_rate 1" in args and "--interactions ci --interactions cci" in args
+    assert "--regcbopt" in vw_arguments("regcb", {"regcbopt": True})
+    assert "--regcbopt" not in vw_arguments("regcb", {"regcbopt": False})
+    learner = ExploreADF(encoder, "regcb", seed=1, settings={"regcbopt": True, "mellowness": 0.001})
+    assert learner.arguments == vw_arguments("regcb", {"regcbopt": True, "mellowness": 0.001}, (-1.0, 0.0))
+    assert "--cb_min_cost" not in vw_arguments("epsilon", None, (-1.0, 0.0))  # epsilon-greedy reads no cost range
+    assert learner.clone().arguments == learner.arguments and learner.clone().settings == learner.settings
+    assert math.isclose(math.fsum(learner.pmf({"country": "US"}, ["msfs", "re4"])), 1.0)  # VW accepts the line
+
+
+def test_bad_settings_are_refused(encoder: FeatureEncoder) -> None:
+    with pytest.raises(ValueError, match="unknown VW setting 'gamma_scale' for regcb"):
+        ExploreADF(encoder, "regcb", settings={"gamma_scale": 100})
+    with pytest.raises(ValueError, match="interactions"):
+        vw_arguments("squarecb", {"interactions": "ci"})
+    with pytest.raises(ValueError, match="not finite"):
+        vw_arguments("epsilon", {"epsilon": math.nan})
+    with pytest.raises(ValueError, match="plain word"):
+        vw_arguments("epsilon", {"cb_type": "dr --bogus"})
+
+
+def test_describe_settings_is_printable() -> None:
+    assert describe_settings({}) == "VW defaults"
+    assert describe_settings({"regcbopt": True, "mellowness": 0.01}) == "regcbopt mellowness=0.01"
+
+
+@pytest.mark.parametrize("settings", [{"regcbopt": True}, {}])
+def test_regcb_learns_the_best_item_per_context(encoder: FeatureEncoder, settings: dict) -> None:
+    """With the cost range declared RegCB's bounds separate the items; without it (VW's [0, 1]) it stayed uniform."""
+    learner = ExploreADF(encoder, "regcb", seed=1, settings={**settings, "mellowness": 0.001})
+    train(learner, 3000)
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    for country, best in BEST.items():
+        probs = learner.pmf({"country": country, "returning": True, "age": 30, "hour": 12}, items)
+        assert probs[items.index(best)] > 0.5, (country, probs)

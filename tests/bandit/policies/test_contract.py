@@ -22,7 +22,9 @@ import pytest
 
 from bandit import tiers
 from bandit.config import ContextSchema, SlotConfig, StoreConfig, load_config
+from bandit.features import FeatureHashing
 from bandit.policies.base import Policy
+from bandit.policies.gradient import encode_snapshot, hashing_of
 from bandit.policies.mixture import LadderPolicy
 from bandit.policies.sampling import uniform_for
 from bandit.policies.tree import SNAPSHOT_KIND
@@ -43,8 +45,21 @@ def tree_snapshot(slot: SlotConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def gradient_snapshot(slot: SlotConfig) -> dict[str, Any]:
+    """Random weights on every context row × item bucket the example store uses: a policy with opinions everywhere."""
+    hashing = FeatureHashing(CONFIG, hashing_of(slot))
+    rng = np.random.default_rng(slot.position)
+    rows = np.arange(hashing.n_context)[rng.random(hashing.n_context) < 0.05]
+    cols = np.unique(np.concatenate([hashing.item_index(i) for i in CONFIG.catalog.ids]))
+    cols = cols[cols < hashing.n_item]
+    grid_rows, grid_cols = np.repeat(rows, len(cols)), np.tile(cols, len(rows))
+    return encode_snapshot(CONFIG, slot.name, grid_rows, grid_cols, rng.normal(0, 1.5, grid_rows.size), n=0)
+
+
 # A learned snapshot per tier that learns one (a tier without an entry is built from the config alone).
-EXAMPLE_SNAPSHOTS: dict[str, Callable[[SlotConfig], dict[str, Any]]] = {"tree": tree_snapshot}
+EXAMPLE_SNAPSHOTS: dict[str, Callable[[SlotConfig], dict[str, Any]]] = {
+    "tree": tree_snapshot, "gradient": gradient_snapshot
+}  # fmt: skip
 
 
 def tier_policy(tier: str, slot: SlotConfig) -> Policy:
@@ -86,12 +101,6 @@ def served_tiers(name: str) -> set[str]:
     return set(TIERS) if name in MIXTURES else {name}
 
 
-def floor_share(name: str) -> float:
-    """Share of the exploration floor the policy keeps: a probe moves ``PROBE`` of the incumbent's exploration
-    to the challenger's probabilities, so an item neither favours keeps at least ``(1 - PROBE)`` of its floor."""
-    return 1.0 - PROBE if name.startswith("mixture:shadow-probe:") else 1.0
-
-
 def favourites(name: str) -> int:
     """How many items a policy favours: one per arm."""
     return 2 if name in MIXTURES else 1
@@ -104,11 +113,6 @@ def with_exploration(slot: SlotConfig, exploration: float) -> SlotConfig:
 # The example's slots, plus large exploration shares where the 1/n cap of the floor matters.
 SLOTS = [*CONFIG.slots, *(with_exploration(CONFIG.slots[0], e) for e in (0.5, 0.9, 1.0))]
 SLOT_IDS = [f"{s.name}@{s.exploration}" for s in SLOTS]
-
-
-def exploration_floor(n: int, exploration: float) -> float:
-    """What the contract promises every candidate but the favourite (see ``bandit.policies.base.Policy``)."""
-    return 0.0 if n == 1 else min(exploration / (n - 1), 1.0 / n)
 
 
 def random_context(rng: random.Random, schema: ContextSchema) -> dict[str, Any]:
@@ -155,9 +159,29 @@ CASES = random_cases(seed=20260101)
 def test_every_tier_is_registered_with_its_own_policy_class():
     assert TIERS[0] == "rules"
     for tier in tiers.all_tiers():
-        assert tier.policy_class().tier == tier.name
-    assert tiers.from_config() == ("rules",)
+        cls = tier.policy_class()
+        assert cls.tier == tier.name
+        assert cls.floor is not Policy.floor, f"{cls.__name__} must say what it promises (floor)"
+    assert tiers.from_config() == ("rules", "gradient")
     assert tiers.served() == (*TIERS, "pin")
+
+
+@pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
+@pytest.mark.parametrize("tier", POLICIES)
+def test_the_floor_is_what_the_tier_is_configured_for(tier, slot):
+    """The promise itself: the rules' exploration share, the gradient's min_exploration, the arms' mixture."""
+    policy = build(tier, slot)
+    n = 12
+    rules = min(slot.exploration / (n - 1), 1 / n)
+    expected = {"rules": rules, "tree": rules, "gradient": slot.gradient.min_exploration / n}
+    if tier.startswith("mixture:"):
+        _, shape, arms = tier.split(":")
+        a, b = arms.replace("->", "+").split("+")
+        share = {"ramp": 0.25, "holdout": 0.05}.get(shape)
+        want = (1 - PROBE) * expected[a] if share is None else (1 - share) * expected[a] + share * expected[b]
+        assert policy.floor(n) == pytest.approx(want)
+    else:
+        assert policy.floor(n) == pytest.approx(expected[tier])
 
 
 @pytest.mark.parametrize("slot", SLOTS, ids=SLOT_IDS)
@@ -171,7 +195,7 @@ def test_pmf_is_a_full_probability_vector_with_the_exploration_floor(tier, slot)
         assert all(isinstance(p, float) for p in probs)
         assert min(probs) >= 0.0
         assert abs(math.fsum(probs) - 1.0) <= 1e-9
-        floor = exploration_floor(n, slot.exploration) * floor_share(tier)
+        floor = policy.floor(n)
         below = [p for p in probs if p < floor - 1e-12]
         # Only a favourite may sit below (it does when the exploration share exceeds (n-1)/n); a mixture has two.
         assert len(below) <= favourites(tier), (context, candidates, probs, floor)

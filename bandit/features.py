@@ -1,0 +1,167 @@
+"""Hashed features of a shopper context and of catalog items, for the gradient rung's linear scores.
+
+A score is a sum over *crosses*: every context token paired with every token
+of the item, ``s(x, a) = Σ_{c ∈ tokens(x)} Σ_{t ∈ tokens(a)} W[h_c(c), h_t(t)]``.
+Context tokens are ``field=value`` for each field the context carries
+(numbers in buckets of their declared range), the pairs of those (so a
+condition on two fields, "a Quest late at night", has a weight of its own),
+and a constant token whose crosses are the items' own weights.  Item tokens
+are the item's id, its publisher and each of its features.  Both sides are
+hashed (``blake2b``, 8 bytes) into ``2^context_bits`` and ``2^item_bits``
+buckets, so a new item, a new publisher or a context value nobody has seen
+needs no change of schema: it lands in buckets of its own, or shares them.
+
+Scoring every candidate of a context is two gathers and a sum: the rows of
+``W`` for the context's tokens are added into one vector over item buckets,
+and each item's score is the sum of that vector at its tokens.
+
+>>> from bandit.config import parse_config
+>>> cfg = parse_config('''
+... catalog:
+...   features: {genre: {type: category, values: [rhythm, sim]}}
+...   items: [{id: a, publisher: p, features: {genre: rhythm}}, {id: b, publisher: q, features: {genre: sim}}]
+... context: {country: {type: category, values: [JP, US]}, age: {type: integer, min: 13, max: 99}}
+... slots: [{name: hero, default: a}]
+... reward: {window: 30m}
+... ''')
+>>> hashing = FeatureHashing(cfg, HashingSettings(context_bits=10, item_bits=8))
+>>> hashing.context_tokens({"country": "JP", "age": 40})
+['*', 'country=JP', 'age#1', 'country=JP|age#1']
+>>> hashing.item_tokens(cfg.catalog.item("a"))
+['id=a', 'publisher=p', 'genre=rhythm']
+>>> hashing.context_index({"country": "JP"}).shape, hashing.items_index(["a", "b"]).shape
+((2,), (2, 3))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from hashlib import blake2b
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from bandit.config import ContextField, Item, StoreConfig
+
+HASH = "blake2b-8"
+NUMBER_BUCKETS = 5  # a number with a declared range becomes one of 5 equal-width buckets
+BIAS = "*"
+
+
+@dataclass(frozen=True)
+class HashingSettings:
+    """How contexts and items are hashed; a snapshot records them and is refused by a config that disagrees."""
+
+    context_bits: int = 12
+    item_bits: int = 10
+    pairs: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hash": HASH, "context_bits": self.context_bits, "item_bits": self.item_bits, "pairs": self.pairs}
+
+
+@lru_cache(maxsize=1 << 16)
+def _bucket(token: str, bits: int) -> int:
+    return int.from_bytes(blake2b(token.encode(), digest_size=8).digest(), "big") & ((1 << bits) - 1)
+
+
+def _number_bucket(spec: ContextField | Any, value: float) -> str:
+    lo, hi = spec.min, spec.max
+    if lo is None or hi is None or hi <= lo:
+        # no declared range: buckets by order of magnitude
+        return f"{spec.name}~{int(np.sign(value) * np.floor(np.log10(abs(value) + 1.0)))}"
+    share = (float(value) - lo) / (hi - lo)
+    return f"{spec.name}#{min(NUMBER_BUCKETS - 1, max(0, int(share * NUMBER_BUCKETS)))}"
+
+
+class FeatureHashing:
+    """The token and bucket maps of one config under one :class:`HashingSettings`.
+
+    Item token buckets are computed once per item (``items_index``); context
+    buckets per context.  ``n_context`` and ``n_item`` are the sizes of the
+    weight matrix.  Padding in :meth:`items_index` points at bucket
+    ``n_item``, one past the end, so a score vector extended by a zero can be
+    gathered without masks.
+    """
+
+    def __init__(self, config: StoreConfig, settings: HashingSettings):
+        self.settings = settings
+        self.n_context = 1 << settings.context_bits
+        self.n_item = 1 << settings.item_bits
+        self._fields = config.context.fields
+        self._item_features = config.catalog.features
+        self._items: dict[str, np.ndarray] = {}
+        self._catalog = config.catalog
+        width = max((len(self.item_tokens(item)) for item in config.catalog.items), default=1)
+        self.width = width
+
+    # ---- tokens ------------------------------------------------------------------
+
+    def context_tokens(self, context: Mapping[str, Any]) -> list[str]:
+        singles = []
+        for spec in self._fields:
+            value = context.get(spec.name)
+            if value is None:
+                continue
+            if spec.kind == "bool":
+                singles.append(f"{spec.name}={'true' if value else 'false'}")
+            elif spec.kind in ("number", "integer"):
+                singles.append(_number_bucket(spec, value))
+            else:  # category, hour, day_of_week
+                singles.append(f"{spec.name}={value}")
+        tokens = [BIAS, *singles]
+        if self.settings.pairs:
+            tokens += [f"{a}|{b}" for a, b in combinations(singles, 2)]
+        return tokens
+
+    def item_tokens(self, item: Item) -> list[str]:
+        tokens = [f"id={item.id}", f"publisher={item.publisher}"]
+        for spec in self._item_features:
+            value = item.features.get(spec.name)
+            if value is None:
+                continue
+            if spec.kind == "bool":
+                tokens.append(f"{spec.name}={'true' if value else 'false'}")
+            elif spec.kind == "number":
+                tokens.append(_number_bucket(spec, value))
+            else:
+                tokens.append(f"{spec.name}={value}")
+        return tokens
+
+    # ---- buckets -----------------------------------------------------------------
+
+    def context_index(self, context: Mapping[str, Any]) -> np.ndarray:
+        """The context's row buckets (duplicates kept: two tokens in one bucket count twice, as hashing does)."""
+        bits = self.settings.context_bits
+        return np.array([_bucket(t, bits) for t in self.context_tokens(context)], dtype=np.int64)
+
+    def item_index(self, item_id: str) -> np.ndarray:
+        """The item's column buckets, padded to ``width`` with ``n_item``."""
+        cached = self._items.get(item_id)
+        if cached is None:
+            bits = self.settings.item_bits
+            buckets = [_bucket(t, bits) for t in self.item_tokens(self._catalog.item(item_id))]
+            cached = np.full(max(self.width, len(buckets)), self.n_item, dtype=np.int64)
+            cached[: len(buckets)] = buckets
+            self._items[item_id] = cached
+        return cached
+
+    def items_index(self, items: Sequence[str]) -> np.ndarray:
+        """``len(items) × width`` column buckets."""
+        rows = [self.item_index(i) for i in items]
+        width = max(len(r) for r in rows)
+        if any(len(r) != width for r in rows):
+            rows = [np.pad(r, (0, width - len(r)), constant_values=self.n_item) for r in rows]
+        return np.stack(rows)
+
+
+def scores(weights: np.ndarray, context_rows: np.ndarray, item_columns: np.ndarray) -> np.ndarray:
+    """``s(x, a)`` for each row of ``item_columns``: the context's rows of ``weights`` summed, gathered per item.
+
+    ``weights`` is ``n_context × (n_item + 1)``, its last column zero (the padding bucket).
+    """
+    summed = weights[context_rows].sum(axis=0)
+    return summed[item_columns].sum(axis=1)

@@ -1,0 +1,100 @@
+"""The gradient rung on the ladder: proposed when ready, gated, ramped, promoted; then it keeps learning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bandit.config import EscalationSettings, StoreConfig
+from bandit.escalation.ladder import SlotLadder
+from bandit.escalation.learner import Learner, new_gradient_learner
+from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, trainer
+
+SETTINGS = EscalationSettings(
+    mode="auto", tiers=("gradient",), min_events=200, retrain_every=600, ramp=(0.1, 1.0), ramp_events=300,
+    holdout=0.1, guardrail_margin=0.1, guardrail_min_events=60, guardrail_window=400,
+)  # fmt: skip
+
+
+def config(**gradient: Any) -> StoreConfig:
+    settings = {"batch": 100, "min_events": 500, **gradient}
+    slots = tuple(replace(s, escalation=SETTINGS, gradient=replace(s.gradient, **settings)) for s in CONFIG.slots)
+    return replace(CONFIG, slots=slots)
+
+
+def gradient_ladder(passed: bool = True, **gradient: Any) -> tuple[SlotLadder, FakeGate]:
+    cfg = config(**gradient)
+    gate = FakeGate(passed)
+    learner = new_gradient_learner(cfg, "hero", None)
+    return SlotLadder(cfg, "hero", SETTINGS, trainer, gate, gradient=learner), gate
+
+
+def reward_for(item: str) -> float:
+    return 1.0 if item == "c" else 0.0  # the rules never favour c; the gradient policy finds it
+
+
+def test_the_gradient_challenger_waits_until_it_has_learned_enough() -> None:
+    lad, _ = gradient_ladder(min_events=5000)
+    transitions = feed(lad, 700, reward_of=lambda d: reward_for(d.item))
+    assert kinds(transitions) == ["train_skipped"]
+    assert "has learned from 600 of the 5,000 records" in transitions[0]["reason"]
+    assert lad.state.stage == "incumbent"
+
+
+def noisy_rewards(rates: dict[str, float]) -> Any:
+    """Rewards of 1 with each item's rate, drawn from a fixed generator (a test that cannot flake)."""
+    rng = np.random.default_rng(7)
+    return lambda decision: float(rng.random() < rates.get(decision.item, 0.05))
+
+
+def test_gradient_is_proposed_gated_ramped_promoted_and_then_keeps_learning() -> None:
+    lad, _ = gradient_ladder(kl_limit=0.02)
+    transitions = feed(lad, 6000, reward_of=noisy_rewards({"c": 0.3}))
+    assert kinds(transitions)[:4] == ["trained", "ramp", "ramp", "promoted"], kinds(transitions)
+    trained, promoted = transitions[0], transitions[3]
+    assert trained["reason"].startswith("the gradient policy's snapshot is the challenger")
+    assert lad.state.incumbent["tier"] == "gradient" and lad.state.previous == {"tier": "rules", "snapshot": None}
+    # learning does not stop: it goes on serving what it learns, one trust-region step at a time
+    published = [t for t in transitions[4:] if t["transition"] == "published"]
+    assert published, kinds(transitions)
+    assert lad.state.incumbent["snapshot"]["version"] == published[-1]["version"] != trained["version"]
+    assert all(t["kl"] >= 0.02 and t["at"] > promoted["at"] for t in published)
+    policy = lad.policy()
+    assert policy.primary.tier == "gradient" and policy.secondary.tier == "rules" and policy.share == 0.1
+    probs, _ = policy.primary.pmf({"country": "US", "device": "quest"}, list(CONFIG.catalog.ids))
+    assert max(probs) == probs[list(CONFIG.catalog.ids).index("c")] > 0.9
+    # every published step serves under one guardrail arm, judged against the rules' holdout
+    assert "gradient" in lad.arms and lad.arms["gradient"].total > 4000
+
+
+def test_a_promoted_gradient_policy_that_earns_less_is_rolled_back_to_its_holdout() -> None:
+    lad, _ = gradient_ladder()
+    feed(lad, 2400, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.stage == "promoted" and lad.state.incumbent["tier"] == "gradient"
+    transitions = feed(lad, 4000, start=2400, reward_of=lambda d: 0.1 if d.tier == "gradient" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert rollback["incumbent"] == "rules" and rollback["stage"] == "incumbent" and rollback["new_mean"] < 0.2
+    assert lad.gradient is not None and lad.gradient.learned > 6000  # it learns on, in shadow
+
+
+def test_a_slot_configured_to_start_on_gradient_serves_its_imitation_of_the_rules_at_once() -> None:
+    cfg = config()
+    slots = tuple(replace(s, tier="gradient") if s.name == "hero" else s for s in cfg.slots)
+    cfg = replace(cfg, slots=slots)
+    learner = Learner(cfg, trainer=trainer, gate=FakeGate(True))
+    policies = learner.policies(now=0.0)
+    assert policies["hero"].tier == "gradient"
+    (started,) = [h for h in learner.history() if h["transition"] == "started"]
+    assert started["slot"] == "hero" and learner.ladders["hero"].state.incumbent["tier"] == "gradient"
+    assert learner.start(1.0) == []  # once
+
+
+@pytest.mark.parametrize("tiers", [("tree",), ()])
+def test_no_gradient_learner_unless_the_slot_climbs_to_it(tiers: tuple[str, ...]) -> None:
+    cfg = config()
+    slots = tuple(replace(s, escalation=replace(s.escalation, tiers=tiers)) for s in cfg.slots)
+    learner = Learner(replace(cfg, slots=slots), trainer=trainer, gate=FakeGate(True))
+    assert learner.gradients() == {}

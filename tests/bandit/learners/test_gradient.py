@@ -1,0 +1,237 @@
+"""The gradient learner: warm start, learning a known bandit, the trust region, faults, checkpoints, snapshots."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import zlib
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bandit.config import StoreConfig, load_config
+from bandit.learners.gradient import GradientLearner, sample_contexts
+from bandit.policies.gradient import GradientPolicy, GradientSnapshotError
+from bandit.policies.rules import RulesPolicy
+from bandit.policies.sampling import uniform_for
+from tests.conftest import STORE_CONFIG
+
+CONFIG = load_config(STORE_CONFIG)
+ITEMS = list(CONFIG.catalog.ids)
+# The truth of the synthetic store: each country's click rate per item; the rules show `a` (or `b` in Japan).
+RATES = {
+    "US": {"a": 0.10, "b": 0.05, "c": 0.30, "d": 0.05, "e": 0.05, "f": 0.05, "g": 0.05},
+    "DE": {"a": 0.10, "b": 0.05, "c": 0.05, "d": 0.05, "e": 0.30, "f": 0.05, "g": 0.05},
+    "JP": {"a": 0.05, "b": 0.10, "c": 0.05, "d": 0.05, "e": 0.05, "f": 0.05, "g": 0.30},
+}
+BEST = {country: max(rates, key=rates.__getitem__) for country, rates in RATES.items()}
+
+
+def with_gradient(config: StoreConfig = CONFIG, **settings: Any) -> StoreConfig:
+    slots = tuple(replace(s, gradient=replace(s.gradient, **settings)) for s in config.slots)
+    return replace(config, slots=slots)
+
+
+def learner(config: StoreConfig = CONFIG, **settings: Any) -> GradientLearner:
+    cfg = with_gradient(config, **{"batch": 100, "min_events": 0, **settings})
+    out = GradientLearner(cfg, "hero", seed=1)
+    out.imitate(RulesPolicy(cfg.slot("hero"), cfg.version))
+    return out
+
+
+def serve(lrn: GradientLearner, n: int, start: int = 0, seed: int = 0, rates: Any = None) -> list[dict[str, Any]]:
+    """``n`` hero decisions of the learner's current snapshot on shoppers of the synthetic store, joined."""
+    rng = np.random.default_rng(seed * 1_000_003 + start)
+    policy = lrn.policy()
+    assert policy is not None
+    out = []
+    for i in range(start, start + n):
+        country = ("US", "DE", "JP")[i % 3]
+        context = {"country": country, "device": "quest", "hour": 12}
+        decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
+        reward = float(rng.random() < (rates or RATES)[country][decision.item])
+        out.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
+                    "chosen": decision.item, "propensity": decision.propensity, "reward": reward})  # fmt: skip
+    return out
+
+
+def greedy(lrn: GradientLearner) -> dict[str, str]:
+    policy = lrn.policy()
+    assert policy is not None
+    out = {}
+    for country in RATES:
+        scores = policy.scores({"country": country, "device": "quest", "hour": 12}, ITEMS)
+        out[country] = ITEMS[int(np.argmax(scores))]
+    return out
+
+
+def test_the_warm_start_serves_what_the_rules_serve() -> None:
+    lrn = learner()
+    rules = RulesPolicy(CONFIG.slot("hero"), CONFIG.version)
+    policy = lrn.policy()
+    assert policy is not None and lrn.steps == 1 and lrn.learned == 0
+    contexts = sample_contexts(CONFIG, 500, np.random.default_rng(3))
+    agree = [np.argmax(policy.pmf(c, ITEMS)[0]) == np.argmax(rules.pmf(c, ITEMS)[0]) for c in contexts]
+    assert np.mean(agree) >= 0.99
+
+
+def test_it_learns_each_countrys_best_item_from_its_own_traffic() -> None:
+    lrn = learner()
+    assert greedy(lrn) != BEST  # the rules are wrong in every country
+    for start in range(0, 12_000, 1_000):
+        lrn.observe(serve(lrn, 1_000, start))
+    assert greedy(lrn) == BEST
+    assert lrn.learned == 12_000 and lrn.steps > 2
+
+
+def test_a_fairness_weight_spreads_exposure_over_publishers_at_a_small_cost() -> None:
+    # Publisher p1's item a is the best everywhere, by a little; p2's c is close behind.
+    rates = {
+        country: {"a": 0.12, "b": 0.04, "c": 0.10, "d": 0.04, "e": 0.04, "f": 0.04, "g": 0.04} for country in RATES
+    }
+    contexts = [{"country": c, "device": "quest", "hour": 12} for c in RATES]
+
+    def trained(fairness: float) -> tuple[float, float]:
+        lrn = learner(fairness=fairness)
+        for start in range(0, 15_000, 1_000):
+            lrn.observe(serve(lrn, 1_000, start, rates=rates))
+        policy = lrn.policy()
+        assert policy is not None
+        pmfs = [dict(zip(ITEMS, policy.pmf(c, ITEMS)[0], strict=True)) for c in contexts]
+        p1 = float(np.mean([p["a"] + p["b"] for p in pmfs]))
+        value = float(
+            np.mean([sum(p[i] * rates[c["country"]][i] for i in ITEMS) for p, c in zip(pmfs, contexts, strict=True)])
+        )
+        return p1, value
+
+    selfish, fair = trained(0.0), trained(0.5)
+    assert selfish[0] > 0.6, selfish  # without the weight, the best publisher takes most of the slot
+    assert fair[0] < selfish[0] - 0.15, (fair, selfish)  # with it, markedly less...
+    assert fair[1] > 0.85 * selfish[1], (fair, selfish)  # ...for a small loss of reward
+
+
+def test_the_trust_region_bounds_each_published_step() -> None:
+    lrn = learner(kl_limit=0.02)
+    published = []
+    for start in range(0, 6_000, 500):
+        published += lrn.observe(serve(lrn, 500, start))
+    assert len(published) >= 2
+    assert all(p.kl >= 0.02 for p in published)
+    assert all(p.snapshot["version"] != q.snapshot["version"] for p, q in itertools.pairwise(published))
+    wide = learner(kl_limit=50.0)
+    assert [p for start in range(0, 3_000, 500) for p in wide.observe(serve(wide, 500, start))] == []
+
+
+def test_a_non_finite_update_is_dropped_and_the_last_snapshot_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    lrn = learner()
+    before = lrn.snapshot_
+    actor = lrn.actor.copy()
+    records = serve(lrn, 100)
+    records[5] = {**records[5], "reward": float("inf")}
+    assert lrn.observe(records) == []
+    assert lrn.nan_halts == 1 and lrn.learned == 0
+    assert lrn.snapshot_ is before and np.array_equal(lrn.actor, actor)
+    lrn.observe(serve(lrn, 100, 100))
+    assert lrn.learned == 100  # and it goes on with the next batch
+
+
+def test_a_checkpoint_continues_exactly_where_it_stopped() -> None:
+    uninterrupted, stopped = learner(), learner()
+    first, second = serve(uninterrupted, 1_050, 0), None
+    uninterrupted.observe(first)
+    stopped.observe(first)
+    data = copy.deepcopy(stopped.checkpoint())
+    assert len(data["pending"]) == 50  # the half batch waiting: saved with the cursor, learned once after
+    restored = GradientLearner.restore(stopped.config, data, seed=1)
+    second = serve(uninterrupted, 1_000, 1_050)
+    uninterrupted.observe(second)
+    restored.observe(second)
+    assert restored.learned == uninterrupted.learned == 2_000
+    assert np.allclose(restored.actor, uninterrupted.actor) and np.allclose(restored.critic, uninterrupted.critic)
+    assert restored.snapshot()["version"] == uninterrupted.snapshot()["version"]
+
+
+def test_a_checkpoint_for_other_hashing_is_refused() -> None:
+    data = learner().checkpoint()
+    with pytest.raises(ValueError, match="hashing differs"):
+        GradientLearner.restore(with_gradient(context_bits=10), data)
+    with pytest.raises(ValueError, match="not a gradient learner checkpoint"):
+        GradientLearner.restore(CONFIG, {**data, "kind": "pickle"})
+
+
+def _corrupt(snapshot: dict[str, Any], **weights: Any) -> dict[str, Any]:
+    return {**snapshot, "weights": {**snapshot["weights"], **weights}}
+
+
+def _packed(array: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(array.tobytes())).decode()
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda s: {**s, "kind": "storefront.tree.v1"}, "not a gradient snapshot"),
+        (lambda s: {**s, "store": "another-store"}, "for store 'another-store'"),
+        (lambda s: {**s, "slot": "row-1"}, "for slot 'row-1', not 'hero'"),
+        (lambda s: {**s, "hashing": {**s["hashing"], "item_bits": 8}}, "feature hashing .* differs"),
+        (lambda s: _corrupt(s, values="not base64!"), "not zlib\\+base64"),
+        (lambda s: _corrupt(s, count=s["weights"]["count"] + 1), "values where .* were announced"),
+        (lambda s: _corrupt(s, values=_packed(np.full(s["weights"]["count"], np.nan, np.float32))), "finite"),
+        (lambda s: _corrupt(s, rows=_packed(np.full(s["weights"]["count"], 1 << 20, np.int32))), "outside"),
+    ],
+)
+def test_a_snapshot_that_does_not_fit_is_refused(change: Any, pattern: str) -> None:
+    snapshot = learner().snapshot()
+    with pytest.raises(GradientSnapshotError, match=pattern):
+        GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), change(snapshot))
+    with pytest.raises(GradientSnapshotError, match="needs a snapshot"):
+        GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), None)
+
+
+def _config_with_items(items: list[dict[str, Any]]) -> StoreConfig:
+    import yaml
+
+    from bandit.config import parse_config
+
+    data = yaml.safe_load(STORE_CONFIG.read_text())
+    data["catalog"]["items"] = items
+    ids = {i["id"] for i in items}
+    for slot in data["slots"]:  # a removed item leaves the slots' defaults too
+        default = slot["default"] if isinstance(slot["default"], list) else [slot["default"]]
+        slot["default"] = [i for i in default if i in ids]
+    return parse_config(yaml.safe_dump(data), "reloaded.yaml")
+
+
+def test_a_reload_that_drops_an_item_keeps_serving_and_a_new_item_is_scored_by_its_features() -> None:
+    lrn = learner()
+    for start in range(0, 6_000, 1_000):
+        lrn.observe(serve(lrn, 1_000, start))
+    snapshot = lrn.snapshot()
+    data_items = [{"id": i.id, "publisher": i.publisher, "features": dict(i.features)} for i in CONFIG.catalog.items]
+    dropped = _config_with_items([d for d in data_items if d["id"] != "c"])
+    policy = GradientPolicy.for_slot(dropped, dropped.slot("hero"), snapshot)
+    remaining = [i for i in ITEMS if i != "c"]
+    probs, _ = policy.pmf({"country": "US", "device": "quest"}, remaining)
+    assert len(probs) == len(remaining) and min(probs) > 0
+    # a new item that looks like the US favourite `c` (same publisher and features) inherits part of its score
+    added = _config_with_items([*data_items, {"id": "c2", **{k: v for k, v in data_items[2].items() if k != "id"}}])
+    policy = GradientPolicy.for_slot(added, added.slot("hero"), snapshot)
+    both = [*ITEMS, "c2"]
+    scores = dict(zip(both, policy.scores({"country": "US", "device": "quest"}, both), strict=True))
+    unknown = GradientPolicy.for_slot(added, added.slot("hero"), snapshot).scores({"country": "US"}, ["c2"])
+    assert scores["c2"] > np.median([scores[i] for i in ITEMS if i != "c"]) and np.isfinite(unknown).all()
+
+
+def test_the_served_probabilities_keep_the_floor() -> None:
+    lrn = learner(min_exploration=0.05)
+    for start in range(0, 6_000, 1_000):
+        lrn.observe(serve(lrn, 1_000, start))
+    policy = lrn.policy()
+    assert policy is not None
+    for country in RATES:
+        probs, why = policy.pmf({"country": country, "device": "quest"}, ITEMS)
+        assert min(probs) >= 0.05 / len(ITEMS) - 1e-12
+        assert why.startswith("gradient:")

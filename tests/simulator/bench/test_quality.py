@@ -1,0 +1,87 @@
+"""`storefront bench quality --quick` (the CI form), `bench learn`, `bench simulate`: they run and report.
+
+The numbers themselves are the benchmarks' business (see docs/ladder.md for the full run); these tests check
+that every arm ran on the same pages, that the arithmetic of the summary is right, that each target is
+reported, and that the quick form stays within its CI budget.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.bench.quality import QUICK, checks, summarise
+from simulator.cli import main
+
+QUICK_BUDGET_SECONDS = 180  # the issue's bound for --quick; measured 42 s on this 2-core machine (4× margin)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("quality") / "quality.json"
+    assert main(["bench", "quality", "--quick", "--out", str(out)]) == 0
+    return json.loads(Path(out).read_text())
+
+
+@pytest.mark.slow
+def test_the_quick_form_runs_every_arm_on_the_same_pages_within_its_budget(quick: dict) -> None:
+    assert quick["seconds"] <= QUICK_BUDGET_SECONDS
+    assert quick["events"] == QUICK["events"] and list(quick["scenarios"]) == QUICK["scenarios"]
+    (run,) = quick["runs"]
+    arms = set(run["arms"])
+    assert {"oracle", "uniform", "rules", "tree", "ladder", "gradient", "vw-squarecb", "ladder-cap"} <= arms
+    assert {a["pages"] for a in run["arms"].values()} == {QUICK["events"]}
+    # The oracle is the best arm on every slot; uniform the worst of the learned ones here.
+    oracle = np.array(run["arms"]["oracle"]["whole"])
+    for name, arm in run["arms"].items():
+        assert np.all(np.array(arm["whole"]) <= oracle + 1e-9), name
+    assert "gamma_scale" in run["arms"]["vw-squarecb"]["settings"]
+
+
+@pytest.mark.slow
+def test_every_target_is_reported_met_or_missed(quick: dict) -> None:
+    targets = [c["target"] for c in quick["checks"]]
+    assert any("≥ 95% of the oracle" in t for t in targets)
+    assert any("above the best VW peer" in t for t in targets)
+    assert any("each rung pays" in t for t in targets)
+    assert any("40% cap" in t for t in targets)
+    assert all(c["met"] in (True, False) for c in quick["checks"])
+    cap = next(c for c in quick["checks"] if "40% cap" in c["target"])
+    assert cap["met"], cap  # the cap is enforced in the served probabilities: it holds in every window
+
+
+def _run(scenario: str, seed: int, sums: dict[str, tuple[list[float], list[float]]]) -> dict:
+    return {"scenario": scenario, "seed": seed, "events": 1000, "slots": ["hero", "row"],
+            "arms": {name: {"whole": whole, "last": last, "window_max_share": [None, None]}
+                     for name, (whole, last) in sums.items()}}  # fmt: skip
+
+
+def test_the_summary_divides_by_the_oracle_on_the_same_pages_and_gives_t_intervals() -> None:
+    runs = [
+        _run("s", 1, {"oracle": ([10, 10], [2, 2]), "rules": ([5, 8], [1, 1.6]), "ladder": ([9, 9], [2, 1.8])}),
+        _run("s", 2, {"oracle": ([20, 10], [4, 2]), "rules": ([10, 8], [2, 1.6]), "ladder": ([19, 9], [4, 1.9])}),
+    ]
+    summary = summarise(runs)["s"]["arms"]
+    assert summary["rules"]["whole"]["hero"]["mean"] == pytest.approx(50.0)
+    assert summary["ladder"]["last"]["hero"]["mean"] == pytest.approx(100.0)
+    page = summary["ladder"]["whole"]["page"]  # 18/20 and 28/30
+    assert page["mean"] == pytest.approx((90.0 + 28 / 30 * 100) / 2)
+    half = 12.706 * np.std([90.0, 28 / 30 * 100], ddof=1) / np.sqrt(2)
+    assert page["high"] - page["mean"] == pytest.approx(half)
+    verdicts = {c["target"]: c["met"] for c in checks(runs, summarise(runs), [])}
+    assert verdicts["s: ladder hero, last 20% ≥ 95% of the oracle"] is True
+    assert verdicts["s: ladder page, last 20% ≥ 90% of the oracle"] is True
+
+
+@pytest.mark.slow
+def test_bench_learn_and_simulate_print_their_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "learn", "--events", "4000", "--calls", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "gradient learner:" in out and "bare VW learn loop:" in out and "ratio gradient / VW:" in out
+    assert "scoring a slot of 50 candidates" in out
+    assert main(["bench", "simulate", "--events", "2000", "--gradient-events", "2000", "--vw-events", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "rules tier:" in out and "gradient tier (hero, row-1, row-2" in out
