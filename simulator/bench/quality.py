@@ -179,7 +179,7 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
             start = scenario.start
             entry["transitions"] = [
                 {"hour": round((h["at"] - start) / 3600.0, 2), "slot": h["slot"], "transition": h["transition"],
-                 "tier": (h.get("challenger") or {}).get("tier") if isinstance(h.get("challenger"), dict) else None}
+                 "version": h.get("version")}
                 for h in history() if h["transition"] in ("promoted", "rollback", "fallback", "trained")
             ]  # fmt: skip
             if shift is not None:
