@@ -279,7 +279,12 @@ class SlotLadder:
         s.next_train_at = s.seen + self.settings.retrain_every
         rung = self._next_rung()
         incumbent_tier = s.incumbent.get("tier")
-        if rung == "gradient" and self.gradient is not None and self.gradient.ready:
+        # Above a tree, challengers alternate: the gradient policy, then a newer tree (it may find what changed,
+        # e.g. a launch), then the gradient policy again...
+        last = next((str(h.get("version") or "") for h in reversed(s.history)
+                     if h["transition"] in ("trained", "no_change")), "")  # fmt: skip
+        tree_turn = incumbent_tier == "tree" and last.startswith("gradient-")
+        if rung == "gradient" and self.gradient is not None and self.gradient.ready and not tree_turn:
             return self._propose_gradient(now)
         if rung in (None, "gradient") and incumbent_tier == "tree":
             rung = "tree"  # learning does not stop: a newer tree, while the gradient policy (if any) learns

@@ -98,3 +98,29 @@ def test_no_gradient_learner_unless_the_slot_climbs_to_it(tiers: tuple[str, ...]
     slots = tuple(replace(s, escalation=replace(s.escalation, tiers=tiers)) for s in cfg.slots)
     learner = Learner(replace(cfg, slots=slots), trainer=trainer, gate=FakeGate(True))
     assert learner.gradients() == {}
+
+
+class FirstPasses:
+    """A gate that passes the first challenger (the tree) and rejects every later one."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> dict:
+        self.calls += 1
+        return {"passed": self.calls == 1, "reason": "fake gate", "n": len(args[2])}
+
+
+def test_above_a_tree_the_gradient_policy_and_newer_trees_take_turns_as_challengers() -> None:
+    settings = replace(SETTINGS, tiers=("tree", "gradient"))
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    lad = SlotLadder(cfg, "hero", settings, trainer, FirstPasses(), gradient=new_gradient_learner(cfg, "hero", None))
+    transitions = feed(lad, 9000, reward_of=lambda d: reward_for(d.item))
+    attempts = [(t["transition"], str(t.get("version"))[:8]) for t in transitions
+                if t["transition"] in ("trained", "no_change", "promoted")]  # fmt: skip
+    assert attempts[:2] == [("trained", "tree-tes"), ("promoted", "None")], attempts
+    after = [a for a in attempts[2:] if a[0] != "promoted"]
+    # a gradient challenger (rejected), then a newer tree (here the same one: no_change), then the gradient again
+    assert [a[1].split("-")[0] for a in after[:4]] == ["gradient", "tree", "gradient", "tree"], after
