@@ -55,6 +55,11 @@ LADDER_ONLY = {
     "storefront_ladder_stage",
     "storefront_snapshot_errors",
     "storefront_challenger_errors",
+    # the learner's gradient gauges: once a slot climbs to (or starts on) the gradient tier
+    "storefront_gradient_learned_records",
+    "storefront_gradient_trust_region_steps",
+    "storefront_gradient_kl",
+    "storefront_gradient_nan_halts",
 }
 EVENT_ID = re.compile(r"^[0-9a-f]{27}$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -440,3 +441,44 @@ def test_a_long_training_keeps_the_lease(storage: RedisStorage, config: StoreCon
     assert a.active
     hero = SlotState.from_json(storage.load_ladders(["hero"])["hero"].state)
     assert hero.stage == "shadow" and hero.seen == 40  # the trained challenger was saved
+
+
+def gradient_config(tmp_path: Path) -> StoreConfig:
+    """The test store with its hero starting on the gradient tier, learning in batches of 8."""
+    text = STORE_CONFIG.read_text()
+    anchor = "  - name: hero\n    exploration: 0.2\n"
+    path = tmp_path / "gradient.yaml"
+    path.write_text(text.replace(anchor, anchor + "    tier: gradient\n    gradient: {batch: 8, min_events: 0}\n"))
+    return load_config(path)
+
+
+def test_the_gradient_learner_checkpoints_so_a_crash_neither_loses_nor_relearns_an_event(
+    storage: RedisStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = gradient_config(tmp_path)
+    log_and_join(storage, config, 40)
+    first = LadderRunner(storage, config, batch=10, max_batches=2, lease_ttl=0.3)
+    first.run_once()  # two batches of 10 records learned, saved with the learner's checkpoint
+    saved = storage.load_checkpoints(["hero"])["hero"]
+    first_hero = sum(1 for _, r in itertools.islice(storage.joined(), 20) if r["slot"] == "hero" and r["tier"] != "pin")
+    assert saved["learned"] + len(saved["pending"]) == first_hero  # learned in batches of 8, the rest waiting
+    real_save = storage.save_ladders
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit("killed between learning a batch and saving it")
+
+    monkeypatch.setattr(storage, "save_ladders", crash)
+    with pytest.raises(SystemExit):
+        first.run_once()  # learned 20 more records, never saved
+    monkeypatch.setattr(storage, "save_ladders", real_save)
+    second = LadderRunner(storage, config, batch=10, lease_ttl=0.3)
+    assert wait_for(lambda: bool(second.run_once()) or second.active, timeout=5)
+    while second.run_once():
+        pass
+    gradient = second.learner.gradients()["hero"]  # type: ignore[union-attr]
+    learned, pending = gradient.progress()
+    # every joined hero record exactly once: none lost with the crash, none learned twice after it
+    assert learned + pending == hero_joined(storage)
+    assert sample("storefront_gradient_learned_records", slot="hero") == learned > saved["learned"]
+    state = SlotState.from_json(storage.load_ladders(["hero"])["hero"].state)
+    assert state.incumbent["tier"] == "gradient"
