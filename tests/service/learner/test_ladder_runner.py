@@ -432,7 +432,8 @@ def test_a_long_training_keeps_the_lease(storage: RedisStorage, config: StoreCon
     b = LadderRunner(storage, config, learner_factory=fake_learner, lease_ttl=0.3, holder="b")
     thread = threading.Thread(target=a.run_once)
     thread.start()
-    deadline = time.monotonic() + 0.9
+    assert wait_for(lambda: storage.lease_holder() == "a", timeout=5)  # a took the lease and is training
+    deadline = time.monotonic() + 0.7
     while time.monotonic() < deadline:  # a standby polling all through the training never gets in
         b.run_once()
         assert not b.active and storage.lease_holder() == "a"
