@@ -429,11 +429,21 @@ class ExploreADF:
         self, context: Mapping[str, Any], candidates: Sequence[str], chosen: int, propensity: float, reward: float
     ) -> None:
         """Learn from one logged decision: ``candidates[chosen]`` shown with ``propensity``, earning ``reward``."""
-        example = self._example(context, candidates)
-        cost = self.cost(reward)
         if not self.reward_min <= reward <= self.reward_min + self.reward_scale:
             self.clipped_ += 1
+        self.learn_example(self.labelled(context, candidates, chosen, propensity, reward))
+
+    def labelled(
+        self, context: Mapping[str, Any], candidates: Sequence[str], chosen: int, propensity: float, reward: float
+    ) -> list[str]:
+        """The ``cb_explore_adf`` text example of one logged decision, its chosen line labelled ``0:cost:prob``."""
+        example = self._example(context, candidates)
+        cost = self.cost(reward)
         example[chosen + 1] = f"0:{cost:.9g}:{max(propensity, 1e-9):.9g} {example[chosen + 1]}"
+        return example
+
+    def learn_example(self, example: list[str]) -> None:
+        """Learn one example made by :meth:`labelled` (what :meth:`learn` does after formatting)."""
         self._workspace.get().learn(example)
         self.learned_ += 1
 

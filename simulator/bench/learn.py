@@ -74,19 +74,14 @@ def time_vw(config: StoreConfig, records: Sequence[Mapping[str, Any]], seed: int
     low, high = reward_bounds(config)
     adapter = ExploreADF(FeatureEncoder(config), "squarecb", reward_scale=high - low, seed=seed,
                          settings=tuned_settings("squarecb"), reward_min=low)  # fmt: skip
-    examples = []
-    for r in records:
-        candidates = list(r["candidates"])
-        example = adapter._example(r["context"], candidates)
-        chosen = candidates.index(r["chosen"]) + 1
-        example[chosen] = (
-            f"0:{adapter.cost(float(r['reward'])):.9g}:{max(float(r['propensity']), 1e-9):.9g} {example[chosen]}"
-        )
-        examples.append(example)
-    workspace = adapter._workspace.get()
+    examples = [
+        adapter.labelled(r["context"], list(r["candidates"]), list(r["candidates"]).index(r["chosen"]),
+                         float(r["propensity"]), float(r["reward"]))
+        for r in records
+    ]  # fmt: skip
     started = time.perf_counter()
     for example in examples:
-        workspace.learn(example)
+        adapter.learn_example(example)
     seconds = time.perf_counter() - started
     adapter.close()
     return seconds, adapter.arguments
