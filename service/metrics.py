@@ -6,7 +6,10 @@ Under gunicorn the workers run in prometheus-client's multiprocess mode
 writes into the same folder, so one scrape of ``/metrics`` shows both.
 
 Labels come from small fixed sets: slot names and tiers from the config,
-event types from ``reward.events``, outcomes and error codes from this code.
+event types from ``reward.events``, outcomes and error codes from this code,
+publishers from the catalog (at most ``PUBLISHER_LABELS`` of them by name, in
+catalog order; any further publisher is counted as ``other``, so a catalog of
+thousands of publishers still makes at most that many series per slot).
 Never an item id, a user id or an event id.
 
 How each type behaves across processes (prometheus-client multiprocess mode):
@@ -65,10 +68,68 @@ JOINED_REWARD = Summary(
     "Negative rewards make _sum go down: divide raw _sum by _count, rate() would see a reset.",
     ["slot", "tier"],
 )
+JOINED_DECISIONS = Counter(
+    "storefront_joined_decisions_total",
+    "Slot decisions joined after their window closed, by slot and the tier that served them: with "
+    "storefront_joined_reward_gain_total and _loss_total, the rate-friendly reward per decision.",
+    ["slot", "tier"],
+)
+JOINED_GAIN = Counter(
+    "storefront_joined_reward_gain_total",
+    "Sum of the positive rewards of joined slot decisions (a counter: rate() works).",
+    ["slot", "tier"],
+)
+JOINED_LOSS = Counter(
+    "storefront_joined_reward_loss_total",
+    "Sum of the absolute values of the negative rewards of joined slot decisions (reward = gain − loss).",
+    ["slot", "tier"],
+)
+REVENUE = Counter(
+    "storefront_revenue_total",
+    "Revenue reported with accepted purchase events, by slot and the tier that served the decision.",
+    ["slot", "tier"],
+)
+EXPLORED = Counter(
+    "storefront_explored_decisions_total",
+    "Slot decisions that served an item other than the serving policy's most likely one (exploration actually "
+    "served; divide by storefront_decisions_total).",
+    ["slot"],
+)
+PROPENSITY_MIN = Gauge(
+    "storefront_served_propensity_min",
+    "Smallest probability any eligible candidate had in the last decision of each slot (minimum over live "
+    "workers): the exploration floor holding.",
+    ["slot"],
+    multiprocess_mode="livemin",
+)
+PROPENSITY_FLOOR = Gauge(
+    "storefront_exploration_floor",
+    "The per-candidate probability the slot's configured exploration promises in its last decision "
+    "(exploration / candidates; the gradient tier's min_exploration / candidates).",
+    ["slot"],
+    multiprocess_mode="livemin",
+)
+PUBLISHER_IMPRESSIONS = Counter(
+    "storefront_publisher_impressions_total",
+    "Slot decisions by the publisher of the served item; publishers beyond the first "
+    "PUBLISHER_LABELS of the catalog (in catalog order) are counted as 'other'.",
+    ["slot", "publisher"],
+)
+EXPOSURE_CAP = Gauge(
+    "storefront_exposure_cap_share",
+    "The configured largest share of a slot's impressions one publisher may take (slots[].exposure.max_share).",
+    ["slot"],
+    multiprocess_mode="livemax",
+)
 RANK_LATENCY = Histogram(
     "storefront_rank_latency_seconds",
     "Time to answer POST /v1/rank inside the worker, from parsed request to serialised response.",
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+RESPONSES = Counter(
+    "storefront_http_responses_total",
+    "HTTP responses by endpoint (the view's name, 'unmatched' for unknown paths) and status code.",
+    ["endpoint", "status"],
 )
 ERRORS = Counter("storefront_http_errors_total", "Error responses by endpoint and error code.", ["endpoint", "code"])
 STORAGE_ERRORS = Counter(
@@ -92,6 +153,12 @@ CONFIG_RELOADS = Counter("storefront_config_reloads_total", "Config reloads by r
 LEARNER_LAG = Gauge(
     "storefront_learner_due_events",
     "Events whose reward window has closed and that the learner has not joined yet.",
+    multiprocess_mode="mostrecent",
+)
+LEARNER_LAG_SECONDS = Gauge(
+    "storefront_learner_lag_seconds",
+    "How long past its reward window (and the joiner's grace) the oldest unjoined decision is; 0 while the "
+    "learner keeps up.",
     multiprocess_mode="mostrecent",
 )
 LEARNER_LAST_RUN = Gauge(
@@ -125,6 +192,58 @@ CHALLENGER_ERRORS = Counter(
     ["slot"],
 )
 
+GATE_ESTIMATE = Gauge(
+    "storefront_gate_estimate",
+    "The gate's latest off-policy estimate of each slot's challenger and incumbent value per decision, with "
+    "the bounds of its interval (bound: value, low, high).",
+    ["slot", "policy", "bound"],
+    multiprocess_mode="mostrecent",
+)
+GATE_LIFT = Gauge(
+    "storefront_gate_relative_lift",
+    "The gate's latest lift of the challenger over the incumbent, relative to the incumbent's value "
+    "(bound: value, low, high); the gate passes when low ≥ min_lift.",
+    ["slot", "bound"],
+    multiprocess_mode="mostrecent",
+)
+GATE_ESS = Gauge(
+    "storefront_gate_effective_sample_size",
+    "Effective sample size of the challenger's importance weights at the gate's latest look.",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GATE_EVENTS = Gauge(
+    "storefront_gate_events",
+    "Logged shadow decisions the gate's latest look used.",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GATE_MAX_WEIGHT = Gauge(
+    "storefront_gate_max_importance_weight",
+    "Largest importance weight (challenger / logged probability) at the gate's latest look.",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GATE_UNSUPPORTED = Gauge(
+    "storefront_gate_unsupported_mass",
+    "Mean probability the challenger put on items the logging policy could not show, at the gate's latest look "
+    "(the part off-policy evaluation cannot see).",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+GATE_TIMESTAMP = Gauge(
+    "storefront_gate_timestamp_seconds",
+    "When the gate last looked at each slot's challenger (the learner's clock).",
+    ["slot"],
+    multiprocess_mode="mostrecent",
+)
+SNAPSHOT_TIMESTAMP = Gauge(
+    "storefront_snapshot_timestamp_seconds",
+    "When the snapshot each slot serves (role=incumbent) or shadows (role=challenger) was trained or published; "
+    "time() minus it is the snapshot's age.  No series for rules, which have no snapshot.",
+    ["slot", "role"],
+    multiprocess_mode="mostrecent",
+)
 GRADIENT_LEARNED = Gauge(
     "storefront_gradient_learned_records",
     "Joined records each slot's gradient learner has learned from (it learns whoever serves).",
@@ -150,6 +269,19 @@ GRADIENT_NAN_HALTS = Gauge(
     ["slot"],
     multiprocess_mode="mostrecent",
 )
+
+
+# Publisher label values: at most this many publishers of the catalog get their own; the rest are 'other'.
+PUBLISHER_LABELS = 50
+
+
+def observe_joined_reward(slot: str, tier: str, reward: float) -> None:
+    """Count one joined slot decision and its reward (summary, and the rate-friendly gain/loss counters)."""
+    JOINED_REWARD.labels(slot, tier).observe(reward)
+    JOINED_DECISIONS.labels(slot, tier).inc()
+    # Both series exist from the first join (gain − loss needs both sides), whatever the sign.
+    JOINED_GAIN.labels(slot, tier).inc(max(reward, 0.0))
+    JOINED_LOSS.labels(slot, tier).inc(max(-reward, 0.0))
 
 
 def render() -> tuple[bytes, str]:

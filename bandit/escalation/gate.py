@@ -27,7 +27,10 @@ def lift_gate(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any
     estimator = ESTIMATORS[settings.estimator](confidence=settings.confidence)
     model = CrossFitRewardModel(config, rounds, folds=2, seed=seed) if estimator.needs_model else None
     try:
-        result = lift(estimator, policy_data(rounds, challenger, model), policy_data(rounds, incumbent, model))
+        target, base = policy_data(rounds, challenger, model), policy_data(rounds, incumbent, model)
+        result = lift(estimator, target, base)
+        # The diagnostics beside the lift, for the learning-health dashboard: how far to trust it.
+        target_estimate, base_estimate = estimator.estimate(target), estimator.estimate(base)
     finally:
         if model is not None:
             model.close()
@@ -45,4 +48,9 @@ def lift_gate(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any
         "lift": round(result.lift, 6), "lift_low": round(result.ci_low, 6), "lift_high": round(result.ci_high, 6),
         "relative_lift_low": round(relative_low, 6), "relative_lift_high": round(relative_high, 6),
         "confidence": round(settings.confidence, 6),
+        "challenger_low": round(target_estimate.ci_low, 6), "challenger_high": round(target_estimate.ci_high, 6),
+        "incumbent_low": round(base_estimate.ci_low, 6), "incumbent_high": round(base_estimate.ci_high, 6),
+        "ess": round(target_estimate.ess, 3), "max_weight": round(target_estimate.max_weight, 6),
+        "unsupported_mass": None if target_estimate.unsupported_mass is None
+        else round(target_estimate.unsupported_mass, 6),
     }  # fmt: skip

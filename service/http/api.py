@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -36,12 +35,6 @@ _REWARD_KEYS = frozenset({"event_id", "slot", "event", "reward", "revenue"})
 _JSON = "application/json"
 # A decision stays in storage this long past its window if no learner joins it.
 _UNJOINED_GRACE = 86400.0
-
-
-@lru_cache(maxsize=1024)
-def _decisions_counter(slot: str, tier: str) -> Any:
-    """The labelled child: ``labels()`` validates and locks on every call, and slots × tiers are few."""
-    return metrics.DECISIONS.labels(slot, tier)
 
 
 def _runtime() -> Runtime:
@@ -152,8 +145,9 @@ def rank() -> Response:
     event_id = new_event_id(now)
     page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
     out_slots = []
+    observe = runtime.observe.decision
     for decision in page.decisions:
-        _decisions_counter(decision.slot, decision.tier).inc()
+        observe(decision)
         out_slots.append({
             "slot": decision.slot,
             "item": decision.item,
@@ -261,6 +255,8 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         tier = result.partition(":")[2]
         metrics.REWARD_POSTS.labels("accepted").inc()
         metrics.REWARDS.labels(slot, tier, kind).inc()
+        if kind == "purchase" and isinstance(payload, dict) and payload.get("revenue"):
+            metrics.REVENUE.labels(slot, tier).inc(payload["revenue"])
         return {"status": ACCEPTED}
     if result == DUPLICATE:
         metrics.REWARD_POSTS.labels("duplicate").inc()

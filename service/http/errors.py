@@ -9,6 +9,7 @@ answered with a plain 500 that leaks nothing.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -39,6 +40,12 @@ class ApiError(Exception):
         self.extra = extra
 
 
+@lru_cache(maxsize=512)
+def _responses(endpoint: str, status: int) -> Any:
+    """The labelled child, looked up once (``labels()`` validates and locks on every call)."""
+    return metrics.RESPONSES.labels(endpoint, str(status))
+
+
 def error_response(status: int, code: str, message: str, field: str | None, **extra: Any) -> tuple[Response, int]:
     endpoint = request.endpoint or "unmatched"
     metrics.ERRORS.labels(endpoint.rpartition(".")[2] if request.endpoint else "unmatched", code).inc()
@@ -47,6 +54,13 @@ def error_response(status: int, code: str, message: str, field: str | None, **ex
 
 
 def init_app(app: Flask) -> None:
+    @app.after_request
+    def _count(response: Response) -> Response:
+        # Bounded labels: the view function's name (or 'unmatched') and the status code.
+        endpoint = request.endpoint.rpartition(".")[2] if request.endpoint else "unmatched"
+        _responses(endpoint, response.status_code).inc()
+        return response
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
         return error_response(exc.status, exc.code, exc.message, exc.field, **exc.extra)

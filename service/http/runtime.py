@@ -18,19 +18,65 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bandit.coldstart import ColdStart
 from bandit.config import ConfigError, StoreConfig, load_config
 from bandit.escalation.state import SlotState
 from bandit.exposure import ExposureTracker
 from bandit.page import PageFiller
-from bandit.policies.base import Policy
+from bandit.policies.base import Decision, Policy
 from service import metrics
 from service.http.ladders import LadderWatcher, live_tier
 
 log = logging.getLogger("storefront")
+
+
+class DecisionMetrics:
+    """Per-decision metrics with their labelled children looked up once per config (the rank path is hot).
+
+    For each served decision: the decision counter, exploration actually served
+    (an item other than the policy's most likely one), the smallest candidate
+    probability beside the floor the slot's exploration promises, and the
+    served item's publisher (bounded: see :data:`service.metrics.PUBLISHER_LABELS`).
+    """
+
+    def __init__(self, config: StoreConfig, policies: Mapping[str, Policy]):
+        publishers: dict[str, str] = {}
+        for item in config.catalog.items:
+            if item.publisher not in publishers and len(publishers) < metrics.PUBLISHER_LABELS:
+                publishers[item.publisher] = item.publisher
+        self._publisher = {item.id: publishers.get(item.publisher, "other") for item in config.catalog.items}
+        self._floor = {name: policy.floor for name, policy in policies.items()}
+        for slot in config.slots:
+            if slot.exposure is not None:
+                metrics.EXPOSURE_CAP.labels(slot.name).set(slot.exposure.max_share)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def decision(self, decision: Decision) -> None:
+        slot, tier, pmf = decision.slot, decision.tier, decision.pmf
+        self._child(metrics.DECISIONS, slot, tier).inc()
+        publisher = self._publisher.get(decision.item, "other")
+        self._child(metrics.PUBLISHER_IMPRESSIONS, slot, publisher).inc()
+        if not pmf:
+            return
+        top = max(pmf)
+        if decision.propensity < top:
+            self._child(metrics.EXPLORED, slot).inc()
+        self._child(metrics.PROPENSITY_MIN, slot).set(min(pmf))
+        floor = self._floor.get(slot)
+        if floor is not None:
+            self._child(metrics.PROPENSITY_FLOOR, slot).set(floor(len(pmf)))
 
 
 @dataclass
@@ -43,11 +89,13 @@ class Runtime:
     slot_names: frozenset[str] = field(init=False)
     item_ids: frozenset[str] = field(init=False)
     event_types: frozenset[str] = field(init=False)
+    observe: DecisionMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.slot_names = frozenset(self.config.slot_names)
         self.item_ids = frozenset(self.config.catalog.ids)
         self.event_types = frozenset(self.config.reward.events)
+        self.observe = DecisionMetrics(self.config, self.filler.policies)
 
     @classmethod
     def build(

@@ -78,6 +78,9 @@ class Joiner:
             if len(due) < self.batch:
                 break
         metrics.LEARNER_LAG.set(self.storage.due_length())
+        oldest = self.storage.oldest_due()
+        # Past its window plus the grace the joiner waits: 0 while the learner keeps up.
+        metrics.LEARNER_LAG_SECONDS.set(0.0 if oldest is None else max(0.0, now - self.grace - oldest))
         metrics.LEARNER_LAST_RUN.set(time.time())
         return stats
 
@@ -102,7 +105,7 @@ class Joiner:
                     slot, tier = record["slot"], record["tier"]
                     outcome = "defaulted" if record["defaulted"] else "joined"
                     metrics.JOIN_OUTCOMES.labels(outcome).inc()
-                    metrics.JOINED_REWARD.labels(slot, tier).observe(record["reward"])
+                    metrics.observe_joined_reward(slot, tier, record["reward"])
                     if outcome == "defaulted":
                         stats.defaulted += 1
                     else:

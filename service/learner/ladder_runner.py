@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -40,6 +41,47 @@ log = logging.getLogger("storefront.learner")
 def _shadow_records(state: SlotState) -> int:
     """Records a slot in shadow has gathered since its challenger was trained (0 otherwise)."""
     return state.seen - state.challenger_since if state.stage in ("shadow", "approval") else 0
+
+
+# Transitions after which the slot serves a new snapshot, and after which a challenger is new.
+_SERVES_NEW = frozenset({"promoted", "published", "rollback", "fallback", "started"})
+
+
+def publish_learning_health(slot: str, state: SlotState) -> None:
+    """The gate's latest look and the snapshots' times, as gauges (the learning-health dashboard)."""
+    gate = state.last_gate
+    if gate and "challenger_value" in gate:
+        for policy in ("challenger", "incumbent"):
+            for bound, suffix in (("value", "_value"), ("low", "_low"), ("high", "_high")):
+                value = gate.get(policy + suffix)
+                if value is not None:
+                    metrics.GATE_ESTIMATE.labels(slot, policy, bound).set(value)
+        scale = abs(gate["incumbent_value"]) or 1.0
+        metrics.GATE_LIFT.labels(slot, "value").set(gate["lift"] / scale)
+        metrics.GATE_LIFT.labels(slot, "low").set(gate["relative_lift_low"])
+        metrics.GATE_LIFT.labels(slot, "high").set(gate["relative_lift_high"])
+        metrics.GATE_EVENTS.labels(slot).set(gate.get("n", 0))
+        for gauge, key in ((metrics.GATE_ESS, "ess"), (metrics.GATE_MAX_WEIGHT, "max_weight"),
+                           (metrics.GATE_UNSUPPORTED, "unsupported_mass"), (metrics.GATE_TIMESTAMP, "at")):  # fmt: skip
+            if gate.get(key) is not None:
+                gauge.labels(slot).set(gate[key])
+    served = trained = None
+    for entry in reversed(state.history):
+        kind = entry.get("transition")
+        if served is None and kind in _SERVES_NEW:
+            served = entry.get("at")
+        if trained is None and kind == "trained":
+            trained = entry.get("at")
+        if served is not None and trained is not None:
+            break
+    # NaN once there is no such snapshot (rules serve, the challenger was rejected): a gauge's series cannot be
+    # removed in multiprocess mode, and a stale time would look like a snapshot that is still there.
+    if served is None or state.incumbent.get("tier") == "rules":
+        served = math.nan
+    if trained is None or state.challenger is None:
+        trained = math.nan
+    metrics.SNAPSHOT_TIMESTAMP.labels(slot, "incumbent").set(float(served))
+    metrics.SNAPSHOT_TIMESTAMP.labels(slot, "challenger").set(float(trained))
 
 
 def _state_text(state: SlotState) -> str:
@@ -347,6 +389,7 @@ class LadderRunner:
         assert self.learner is not None
         state = self.learner.ladders[slot].state
         publish_stage(slot, state.stage)
+        publish_learning_health(slot, state)
         tier = str(state.incumbent.get("tier", "rules"))
         old = self._tiers.get(slot)
         if old is not None and old != tier:

@@ -192,6 +192,11 @@ class RedisStorage:
     def due_length(self) -> int:
         return int(self.client.zcard(self._due))
 
+    def oldest_due(self) -> float | None:
+        """When the oldest unjoined event's window closed (its score in the due set), or None when none waits."""
+        head = self.client.zrange(self._due, 0, 0, withscores=True)
+        return float(head[0][1]) if head else None
+
     def counts(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.client.hgetall(self._counts).items()}
 

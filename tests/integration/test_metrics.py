@@ -48,6 +48,8 @@ PAGES = 240  # full pages ranked by 8 client threads: enough that both workers t
 SETUP_HINT = "run .ci/setup-system.sh as root (it installs Debian's prometheus package; CI runs it)"
 # Families that only appear once their event happened: a config reload, a storage fault.
 FAULT_ONLY = {"storefront_config_reloads", "storefront_storage_errors"}
+# Exported only for slots with a publisher exposure cap (this store has none).
+CAP_ONLY = {"storefront_exposure_cap_share"}
 # Exported once a slot escalates; every slot of this store stays on rules
 # (see tests/service/learner/test_ladder_runner.py).
 LADDER_ONLY = {
@@ -60,6 +62,15 @@ LADDER_ONLY = {
     "storefront_gradient_trust_region_steps",
     "storefront_gradient_kl",
     "storefront_gradient_nan_halts",
+    # the gate's latest look and the snapshots' times (tests/integration/test_monitoring.py sees them)
+    "storefront_gate_estimate",
+    "storefront_gate_relative_lift",
+    "storefront_gate_effective_sample_size",
+    "storefront_gate_events",
+    "storefront_gate_max_importance_weight",
+    "storefront_gate_unsupported_mass",
+    "storefront_gate_timestamp_seconds",
+    "storefront_snapshot_timestamp_seconds",
 }
 EVENT_ID = re.compile(r"^[0-9a-f]{27}$")
 
@@ -360,7 +371,7 @@ def test_promtool_finds_no_problem(live: LiveService, sent: Sent) -> None:
 
 def test_every_family_appears(live: LiveService, sent: Sent) -> None:
     families = {f.name for f in text_string_to_metric_families(exposition(live))}
-    missing = declared_families() - FAULT_ONLY - LADDER_ONLY - families
+    missing = declared_families() - FAULT_ONLY - LADDER_ONLY - CAP_ONLY - families
     assert not missing, f"declared in service/metrics.py but not exported: {sorted(missing)}"
     assert families <= declared_families(), "only the service's own metrics in multiprocess mode"
 
@@ -464,7 +475,8 @@ def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
     config = load_config(STORE_CONFIG)
     item_ids = set(config.catalog.ids)
     allowed_names = {"slot", "tier", "event", "outcome", "endpoint", "code", "operation", "result", "store",
-                     "version", "le"}  # fmt: skip
+                     "version", "le", "status", "publisher"}  # fmt: skip
+    publishers = {item.publisher for item in config.catalog.items} | {"other"}
     samples = scrape(live)
     assert samples
     for name, labels in samples:
@@ -475,6 +487,10 @@ def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
             assert not EVENT_ID.match(label_value), f"{name}: label {label}={label_value!r} looks like an event id"
             if label == "slot":
                 assert label_value in config.slot_names
+            if label == "publisher":
+                assert label_value in publishers
+            if label == "status":
+                assert label_value.isdigit() and len(label_value) == 3
 
 
 # --------------------------------------------------------------------------- b. a real Prometheus
@@ -725,5 +741,5 @@ def test_redis_down_rules_keep_serving(live: LiveService, sent: Sent) -> None:
     assert value(samples, "storefront_storage_errors_total", operation="add_reward") == 1
     assert value(samples, "storefront_http_errors_total", endpoint="reward", code="storage_unavailable") == 1
     families = {f.name for f in text_string_to_metric_families(exposition(live))}
-    expected = declared_families() - LADDER_ONLY
+    expected = declared_families() - LADDER_ONLY - CAP_ONLY
     assert expected <= families, f"never exported: {sorted(expected - families)}"
