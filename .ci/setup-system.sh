@@ -2,6 +2,8 @@
 # Install the Debian packages the test suite needs, and nothing else:
 #   prometheus  promtool (`promtool check metrics`) and a real server for the scrape tests
 #   wrk         the HTTP load generator of the rank benchmark
+#   docker-compose  validates docker-compose.yml (`docker-compose config`; no Docker engine needed)
+#   npm         installs TypeScript and @grafana/schema to check the dashboards against Grafana's schema
 # Idempotent and quiet: when every command is already on PATH it does nothing (no apt-get update).
 # Run as root (or with sudo available) on Debian bookworm / Ubuntu.
 set -eu
@@ -9,6 +11,8 @@ set -eu
 need=""
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
+command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
+command -v npm >/dev/null 2>&1 || need="$need npm"
 [ -z "$need" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -41,6 +45,6 @@ case "$need" in
     ;;
 esac
 
-for cmd in prometheus promtool wrk; do
+for cmd in prometheus promtool wrk docker-compose npm; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup-system.sh: $cmd still missing after install" >&2; exit 1; }
 done

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash .ci/setup-system.sh                       # Debian packages: prometheus (promtool), wrk
+bash .ci/setup-system.sh                       # Debian packages: prometheus (promtool), wrk, docker-compose, npm
+npm ci --prefix dashboards/schema --no-audit --no-fund --silent   # TypeScript + @grafana/schema: the dashboards' schema
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev,plot]'
