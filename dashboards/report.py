@@ -117,7 +117,11 @@ def draw(result: PanelResult, path: Path) -> None:
         stamps: Any = [datetime.fromtimestamp(t) for t in series.times]
         ax.plot(stamps, series.values, label=series.label, linewidth=1.5)
     ax.set_title(result.panel.title)
-    ax.set_ylabel(result.panel.unit)
+    ax.set_ylabel(_UNIT_LABELS.get(result.panel.unit, ""))
+    if result.panel.unit == "percentunit":
+        from matplotlib.ticker import PercentFormatter
+
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(alpha=0.3)
     if result.panel.min is not None:
         ax.set_ylim(bottom=result.panel.min)
@@ -127,6 +131,10 @@ def draw(result: PanelResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# Grafana's unit ids, as an axis label.
+_UNIT_LABELS = {"s": "seconds", "ops": "per second", "reqps": "per second", "percentunit": ""}
 
 
 def _slug(title: str) -> str:
