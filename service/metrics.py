@@ -137,6 +137,47 @@ STORAGE_ERRORS = Counter(
     "Storage operations that failed (the rules tier keeps serving; the decision is not logged).",
     ["operation"],
 )
+DECISIONS_SUBMITTED = Counter(
+    "storefront_decision_log_submitted_total",
+    "Ranked pages handed to the worker's decision writer (write-behind). Over dead workers, submitted minus "
+    "written minus dropped is what a killed worker lost (at most one flush interval).",
+)
+DECISIONS_WRITTEN = Counter(
+    "storefront_decision_log_written_total",
+    "Ranked pages the decision writer stored: to Redis, or to the local spool while Redis was away.",
+    ["to"],
+)
+DECISIONS_DROPPED = Counter(
+    "storefront_decision_log_dropped_total",
+    "Ranked pages the decision writer could not keep (spool full, or no spool configured), served unlogged.",
+    ["reason"],
+)
+REWARDS_QUEUED = Counter(
+    "storefront_rewards_queued_total",
+    "Rewards answered 202 and queued: their decision not in Redis yet (decision_pending), or Redis away "
+    "(storage_away, spooled).",
+    ["reason"],
+)
+REWARDS_REPLAYED = Counter(
+    "storefront_rewards_replayed_total",
+    "Queued rewards stored later, by what the storage answered (accepted, duplicate, late, unknown).",
+    ["outcome"],
+)
+REWARDS_DROPPED = Counter(
+    "storefront_rewards_dropped_total",
+    "Rewards that could not be kept: spool full, no spool, or their decision never logged (killed worker).",
+    ["reason"],
+)
+SPOOL_BYTES = Gauge(
+    "storefront_spool_bytes",
+    "Bytes waiting in the workers' spools for Redis to come back (sum over live workers).",
+    multiprocess_mode="livesum",
+)
+STORAGE_DEGRADED = Gauge(
+    "storefront_storage_degraded",
+    "1 while a worker cannot reach Redis and spools its writes (maximum over live workers).",
+    multiprocess_mode="livemax",
+)
 SLOT_TIER = Gauge(
     "storefront_slot_tier",
     "1 for the tier currently serving each slot, 0 for the others.",

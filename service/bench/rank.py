@@ -503,7 +503,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _storage_errors(port: int) -> float | None:
-    """Pages the service answered without logging (``storefront_storage_errors_total{operation="log_event"}``)."""
+    """Pages the service answered without logging (``storefront_decision_log_dropped_total``)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -511,7 +511,7 @@ def _storage_errors(port: int) -> float | None:
         return None
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("storefront_storage_errors_total{") and 'operation="log_event"' in line:
+        if line.startswith("storefront_decision_log_dropped_total"):
             total += float(line.rpartition(" ")[2])
     return total
 

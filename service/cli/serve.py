@@ -75,6 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "STOREFRONT_WORKER_CLASS": "gthread" if args.threads > 1 else "sync",
         "STOREFRONT_LOG_LEVEL": args.log_level,
         "STOREFRONT_SUPERVISOR_PID": str(os.getpid()),
+        # Each worker spools its writes here while Redis is away; the folder outlives restarts (a worker adopts
+        # the spools of stopped ones).
+        "STOREFRONT_SPOOL_DIR": os.environ.get("STOREFRONT_SPOOL_DIR") or str(data_dir / "spool"),
     }
     if args.access_log:
         env["STOREFRONT_ACCESS_LOG"] = "-"

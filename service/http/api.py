@@ -25,7 +25,8 @@ from service.http.errors import ApiError
 from service.http.ids import event_time, new_event_id
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
-from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, DecisionLog, StorageStatus
+from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, StorageStatus
+from service.storage.writebehind import QUEUED, WriteBehind
 
 log = logging.getLogger("storefront")
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -47,9 +48,9 @@ def _clock() -> Clock:
     return clock
 
 
-def _decision_log() -> DecisionLog:
-    storage: DecisionLog = current_app.extensions["storefront.storage"]
-    return storage
+def _writer() -> WriteBehind:
+    writer: WriteBehind = current_app.extensions["storefront.writer"]
+    return writer
 
 
 def _status() -> StorageStatus:
@@ -163,13 +164,9 @@ def rank() -> Response:
     if page.decisions:
         window = config.reward.window_seconds
         event = logged_event(event_id, now, window, config.version, context, page.decisions)
-        try:
-            _decision_log().log_event(event, window + _UNJOINED_GRACE)
-            logged = True
-        except (redis.RedisError, OSError) as exc:
-            # The rules tier serves without Redis: the page is still answered, unlogged.
-            metrics.STORAGE_ERRORS.labels("log_event").inc()
-            log.warning("decision %s not logged: %s", event_id, exc)
+        # Handed to the worker's write-behind: in Redis within the flush interval, or spooled while Redis is
+        # away; False only when it cannot be kept (no spool, or the spool full).  The page is answered anyway.
+        logged = _writer().log_event(event, window + _UNJOINED_GRACE)
     payload = {"event_id": event_id, "config_version": config.version, "logged": logged, "slots": out_slots}
     response = Response(json.dumps(payload, separators=(",", ":")), mimetype=_JSON)
     metrics.RANK_LATENCY.observe(time.perf_counter() - started)
@@ -246,11 +243,15 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
     if issued is None:
         raise ApiError(404, "unknown_event", "no such event: not an id this service issued", "event_id")
     try:
-        result = _decision_log().add_reward(event_id, slot, kind, payload, now, window + _UNJOINED_GRACE)
+        result = _writer().add_reward(
+            event_id, slot, kind, payload, now, window + _UNJOINED_GRACE, issued + window, issued
+        )
     except (redis.RedisError, OSError) as exc:
-        metrics.STORAGE_ERRORS.labels("add_reward").inc()
         log.error("reward for %s not stored: %s", event_id, exc)
         raise ApiError(503, "storage_unavailable", "rewards cannot be stored right now; retry later", None) from None
+    if result == QUEUED:
+        metrics.REWARD_POSTS.labels("queued").inc()
+        return {"status": QUEUED, "note": "recorded as soon as its page (or storage) is there; do not retry"}
     if result.startswith(ACCEPTED):
         tier = result.partition(":")[2]
         metrics.REWARD_POSTS.labels("accepted").inc()

@@ -6,6 +6,12 @@
 ``REDIS_URL``           Redis to log to, e.g. ``redis://host:6379/0`` or ``unix:///path/redis.sock``
 ``STOREFRONT_REDIS_PREFIX``  key prefix (default ``sb:<store name>:``)
 ``STOREFRONT_ADMIN_TOKEN``   bearer token of the admin API (unset: the admin API answers 404)
+``STOREFRONT_LOG_FLUSH_SECONDS``  how often the worker's decision writer flushes (default 0.005; 0: in the request)
+``STOREFRONT_SPOOL_DIR``     where a worker spools writes while Redis is away (``storefront serve``: <data-dir>/spool;
+                             unset: no spool, pages are served unlogged and rewards refused with 503 meanwhile)
+``STOREFRONT_SPOOL_MAX_BYTES``  size bound of each worker's spool (default 256 MiB)
+``STOREFRONT_REPLAY_GRACE_SECONDS``  a replayed page waits at least this long for the join (default 60), so the
+                             rewards other workers spooled for it are replayed first
 
 The config and the ladder states it serves are held by
 :class:`~service.http.runtime.ConfigHolder` (reloaded when they change).
@@ -14,6 +20,8 @@ The config and the ladder states it serves are held by
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -24,6 +32,27 @@ from service.http.ladders import LadderWatcher
 from service.http.runtime import ConfigHolder
 from service.storage.protocols import Storage
 from service.storage.redis_storage import RedisStorage
+from service.storage.writebehind import WRITERS, Spool, WriteBehind
+
+
+def _writer(storage: Storage, settings: Mapping[str, Any], injected: bool) -> WriteBehind:
+    """The worker's write-behind: from the settings, else the environment; synchronous for an injected storage."""
+
+    def setting(key: str, env: str, default: Any) -> Any:
+        if key in settings:
+            return settings[key]
+        if not injected and os.environ.get(env):
+            return os.environ[env]
+        return default
+
+    interval = float(setting("LOG_FLUSH_SECONDS", "STOREFRONT_LOG_FLUSH_SECONDS", 0.0 if injected else 0.005))
+    spool_dir = setting("SPOOL_DIR", "STOREFRONT_SPOOL_DIR", None)
+    max_bytes = int(setting("SPOOL_MAX_BYTES", "STOREFRONT_SPOOL_MAX_BYTES", 256 << 20))
+    grace = float(setting("REPLAY_GRACE_SECONDS", "STOREFRONT_REPLAY_GRACE_SECONDS", 60.0))
+    spool = Spool(Path(spool_dir), max_bytes) if spool_dir else None
+    writer = WriteBehind(storage, spool, flush_interval=interval, replay_grace=grace)
+    WRITERS.append(writer)
+    return writer
 
 
 def create_app(
@@ -54,6 +83,7 @@ def create_app(
         raise RuntimeError("no store config: pass config_path or set STOREFRONT_CONFIG")
     holder = ConfigHolder(config_path)
     config = holder.runtime.config
+    injected = storage is not None
     if storage is None:
         redis_url = redis_url or os.environ.get("REDIS_URL")
         if not redis_url:
@@ -69,6 +99,8 @@ def create_app(
     app.extensions["storefront.storage"] = storage
     app.extensions["storefront.clock"] = clock or SYSTEM_CLOCK
     holder.watch_ladders(LadderWatcher(storage, float(app.config.get("LADDER_CHECK_SECONDS", 1.0))))
+
+    app.extensions["storefront.writer"] = _writer(storage, app.config, injected)
 
     errors.init_app(app)
     app.register_blueprint(api.bp)

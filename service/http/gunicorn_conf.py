@@ -32,3 +32,10 @@ control_socket_disable = True
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    # A graceful stop (SIGTERM, max_requests, a reload) flushes the worker's decision writer to Redis or its spool.
+    from service.storage.writebehind import close_all
+
+    close_all()

@@ -22,7 +22,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready to log decisions: config loaded and storage reachable (for a readiness probe)."""
+    """Ready to log decisions: config loaded, and storage reachable or a spool with room (for a readiness probe).
+
+    ``degraded`` (200): Redis is away and this worker spools its writes until it is back.
+    """
     holder = current_app.extensions["storefront"]
     config = holder.current().config
     checks = {"config": {"ok": True, "version": config.version}}
@@ -32,8 +35,16 @@ def readyz() -> tuple[Response, int]:
         checks["storage"] = {"ok": True}
     except (redis.RedisError, OSError) as exc:
         checks["storage"] = {"ok": False, "error": str(exc)}
-    ready = all(c["ok"] for c in checks.values())
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    writer = current_app.extensions.get("storefront.writer")
+    spooling = False
+    if writer is not None:
+        # Without Redis a worker with a spool that has room keeps every write (ready, but degraded).
+        state = writer.ready()
+        spooling = bool(state["spool_room"])
+        checks["writer"] = {"ok": checks["storage"]["ok"] or spooling, **state}
+    ready = all(c["ok"] for name, c in checks.items() if name != "storage" or not spooling)
+    degraded = ready and not checks["storage"]["ok"]
+    body = {"status": "degraded" if degraded else "ready" if ready else "not_ready", "checks": checks}
     return Response(json.dumps(body), mimetype="application/json"), 200 if ready else 503
 
 

@@ -7,12 +7,15 @@ import os
 import signal
 import threading
 
+import redis
+
 from bandit.config import StoreConfig
 from service import metrics
 from service.learner.joiner import Joiner
 from service.learner.ladder_runner import LadderRunner
 
 log = logging.getLogger("storefront.learner")
+_MAX_BACKOFF = 5.0  # seconds between passes while Redis is away
 
 
 def wants_ladders(config: StoreConfig) -> bool:
@@ -32,25 +35,44 @@ def run_forever(
     log.info("learner joining every %.1fs%s", interval, ladder_note)
     # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
     supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
+    outage: str | None = None  # what failed while Redis is away: one line when it goes, one when it returns
+    backoff = interval
     while not stop.is_set():
         if supervisor and os.getppid() != supervisor:
             log.warning("storefront serve (pid %d) is gone; learner stopping", supervisor)
             break
+        failed = None
         try:
             stats = joiner.run_once()
             if stats.joined or stats.defaulted:
                 log.info("joined %d rewarded and %d defaulted decisions", stats.joined, stats.defaulted)
-        except Exception:  # keep the loop alive through a Redis outage; the error is logged
+        except (redis.RedisError, OSError) as exc:
+            metrics.STORAGE_ERRORS.labels("join").inc()
+            failed = f"join pass: {exc}"
+        except Exception:  # a bug, not an outage: say everything
             metrics.STORAGE_ERRORS.labels("join").inc()
             log.exception("join pass failed; retrying in %.1fs", interval)
-        if ladders is not None:
+        if ladders is not None and failed is None:
             try:
                 ladders.run_once()
+            except (redis.RedisError, OSError) as exc:
+                metrics.STORAGE_ERRORS.labels("ladder").inc()
+                failed = f"ladder pass: {exc}"
+                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
             except Exception:  # the states in Redis are intact: the next pass starts from them
                 metrics.STORAGE_ERRORS.labels("ladder").inc()
                 log.exception("ladder pass failed; retrying in %.1fs", interval)
-                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
-        stop.wait(interval)
+                ladders.learner = None
+        if failed is not None:
+            if outage is None:
+                log.error("storage unreachable (%s); retrying with backoff up to %.0fs", failed, _MAX_BACKOFF)
+            outage = failed
+            backoff = min(_MAX_BACKOFF, backoff * 2)
+        else:
+            if outage is not None:
+                log.info("storage reachable again; the learner goes on")
+            outage, backoff = None, interval
+        stop.wait(backoff)
     if ladders is not None:
         try:
             ladders.release()

@@ -18,7 +18,7 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
 
 Six Lua scripts (``scripts/*.lua``) make each step atomic on the server.  Three are what the
-invariants rest on (``log_event``, ``add_reward``, ``join``): a reward is accepted only while the event is still in
+invariants rest on (``log_batch``, ``add_reward``, ``join``): a reward is accepted only while the event is still in
 ``due`` and its window is open; the join removes the event from ``due`` and
 appends its records in one step, and only if no reward landed since it read
 them.  So an accepted reward is always joined, and a decision is joined
@@ -72,7 +72,7 @@ class RedisStorage:
         self._due = f"{prefix}due"
         self._joined = f"{prefix}joined"
         self._counts = f"{prefix}counts"
-        self._log = client.register_script(_script("log_event"))
+        self._log = client.register_script(_script("log_batch"))
         self._reward = client.register_script(_script("add_reward"))
         self._join = client.register_script(_script("join"))
         self._save_ladder = client.register_script(_script("save_ladders"))
@@ -94,14 +94,27 @@ class RedisStorage:
 
     def log_event(self, event: Mapping[str, Any], ttl: float) -> None:
         """Store one ranked page; ``ttl`` keeps it if no learner ever joins it."""
-        event_id = event["event_id"]
-        slots = "|" + "|".join(f"{d['slot']}={d['tier']}" for d in event["decisions"]) + "|"
-        counters = [f"decisions:{d['slot']}:{d['tier']}" for d in event["decisions"]]
-        self._log(
-            keys=[f"{self.prefix}ev:{event_id}", self._due, self._counts],
-            args=[event_json(event), slots, int(ttl) + 1, event["window_close"], event_id,
-                  *counters],
-        )  # fmt: skip
+        self.log_events([(event, ttl)])
+
+    def log_events(self, events: Sequence[tuple[Mapping[str, Any], float]], min_close: float | None = None) -> None:
+        """Store ranked pages ``(event, ttl)`` in one call of the ``log_batch`` script (one round trip).
+
+        ``min_close`` (a replay) queues each for the join no earlier than that
+        time; a page already stored is left as it is, so a replay is idempotent.
+        """
+        if not events:
+            return
+        keys = [self._due, self._counts]
+        args: list[Any] = []
+        for event, ttl in events:
+            event_id = event["event_id"]
+            decisions = event["decisions"]
+            close = event["window_close"] if min_close is None else max(event["window_close"], min_close)
+            keys.append(f"{self.prefix}ev:{event_id}")
+            args += [event_json(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
+                     int(ttl) + 1, close, event_id, len(decisions),
+                     *(f"decisions:{d['slot']}:{d['tier']}" for d in decisions)]  # fmt: skip
+        self._log(keys=keys, args=args)
 
     def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str:
         """Record a reward; returns ``accepted:<tier>``, ``duplicate``, ``late``, ``unknown_slot`` or ``missing``.

@@ -114,9 +114,11 @@ def reward_operation(config: StoreConfig) -> dict[str, Any]:
         "responses": {
             "202": json_body(
                 ref("RewardResponse"),
-                "Accepted, or a duplicate of an event type already recorded (ignored; safe to retry).",
+                "Accepted, queued (recorded as soon as its page or storage is there), or a duplicate of an event "
+                "type already recorded (ignored; safe to retry).",
                 {
                     "accepted": {"status": "accepted"},
+                    "queued": {"status": "queued", "note": "recorded when its page reaches storage"},
                     "duplicate": {
                         "status": "duplicate",
                         "note": f"'{click_event(config)}' was already recorded for this slot; the first one counts",

@@ -213,11 +213,13 @@ def store_schemas(config: StoreConfig) -> dict[str, Any]:
             "properties": {
                 "status": {
                     "type": "string",
-                    "enum": ["accepted", "duplicate"],
+                    "enum": ["accepted", "duplicate", "queued"],
                     "description": "`accepted`: recorded. `duplicate`: this event type was already recorded for "
-                    "this slot; the first one counts and this one is ignored.",
+                    "this slot; the first one counts and this one is ignored. `queued`: kept by the server and "
+                    "recorded as soon as it can be — its page is still on its way to storage (the moment after "
+                    "the rank), or storage is away and the reward was spooled; do not retry.",
                 },
-                "note": {"type": "string", "description": "Present with `duplicate`, for people."},
+                "note": {"type": "string", "description": "Present with `duplicate` and `queued`, for people."},
             },
         },
         "SlotsResponse": {

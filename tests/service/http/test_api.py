@@ -200,9 +200,10 @@ def test_readyz(client: FlaskClient, app: Flask) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     version = app.extensions["storefront"].runtime.config.version
+    writer = {"ok": True, "degraded": False, "spool_bytes": 0, "spool_room": False, "pending": 0, "rewards_waiting": 0}
     assert response.get_json() == {
         "status": "ready",
-        "checks": {"config": {"ok": True, "version": version}, "storage": {"ok": True}},
+        "checks": {"config": {"ok": True, "version": version}, "storage": {"ok": True}, "writer": writer},
     }
 
 

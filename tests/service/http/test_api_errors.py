@@ -157,13 +157,14 @@ def test_reward_refuses(client: FlaskClient, body: bytes | Any, status: int, cod
     assert_valid(response_validator(DOC, "/v1/reward", "post", status), error)
 
 
-def test_unknown_well_formed_event_id(client: FlaskClient) -> None:
+def test_well_formed_event_id_not_logged_yet_is_queued(client: FlaskClient) -> None:
+    """A fresh id the storage has not seen may be a page still in another worker's write-behind: kept, not 404."""
     fresh = f"{int(time.time() * 1000):011x}" + "0" * 16
-    error = assert_error(
-        post(client, "/v1/reward", {"event_id": fresh, "slot": "hero", "event": "click"}), 404, "unknown_event",
-        "event_id",
-    )  # fmt: skip
-    assert_valid(response_validator(DOC, "/v1/reward", "post", 404), error)
+    response = post(client, "/v1/reward", {"event_id": fresh, "slot": "hero", "event": "click"})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = json.loads(response.get_data())
+    assert body["status"] == "queued"
+    assert_valid(response_validator(DOC, "/v1/reward", "post", 202), body)
 
 
 def test_event_id_from_long_ago_is_late(client: FlaskClient) -> None:

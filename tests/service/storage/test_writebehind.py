@@ -1,0 +1,162 @@
+"""The write-behind against a real Redis: batches, the spool across an outage, queued rewards, adoption, bounds.
+
+An outage is a storage whose Redis does not answer (a closed port): the writer is pointed at it, then back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.http.ids import new_event_id
+from service.storage import RedisStorage
+from service.storage.writebehind import QUEUED, Spool, WriteBehind
+
+WINDOW = 60.0
+TTL = WINDOW + 3600
+
+
+def page(now: float, slot: str = "hero", tier: str = "rules") -> dict[str, Any]:
+    event_id = new_event_id(now)
+    decision = {"slot": slot, "position": 0, "item": "a", "propensity": 0.8, "candidates": ["a", "b"],
+                "pmf": [0.8, 0.2], "tier": tier, "policy_version": "v", "explanation": "default"}  # fmt: skip
+    return {"event_id": event_id, "ts": now, "window_close": now + WINDOW, "config_version": "v",
+            "context": {"device": "quest"}, "decisions": [decision]}  # fmt: skip
+
+
+def away() -> RedisStorage:
+    return RedisStorage.from_url("redis://127.0.0.1:1/0", "x:", socket_connect_timeout=0.2, socket_timeout=0.2)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def logged(storage: RedisStorage, event_id: str) -> bool:
+    return bool(storage.client.exists(f"{storage.prefix}ev:{event_id}"))
+
+
+def test_pages_are_written_in_batches_by_the_thread(storage: RedisStorage) -> None:
+    writer = WriteBehind(storage, flush_interval=0.005, max_batch=100)
+    try:
+        pages = [page(time.time()) for _ in range(1000)]
+        for p in pages:
+            assert writer.log_event(p, TTL) is True
+        deadline = time.monotonic() + 10
+        while storage.due_length() < 1000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert storage.due_length() == 1000
+        assert all(logged(storage, p["event_id"]) for p in pages[::97])
+    finally:
+        writer.close()
+
+
+def test_close_flushes_what_waits(storage: RedisStorage) -> None:
+    writer = WriteBehind(storage, flush_interval=10.0)  # the thread would wait ten seconds
+    pages = [page(time.time()) for _ in range(5)]
+    for p in pages:
+        writer.log_event(p, TTL)
+    writer.close()
+    assert storage.due_length() == 5
+
+
+def test_an_outage_is_spooled_and_replayed_in_order_with_the_rewards(storage: RedisStorage, tmp_path: Path) -> None:
+    clock = Clock()
+    writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0, replay_grace=30.0, clock=clock)
+    before = page(clock.now)
+    assert writer.log_event(before, TTL)
+    writer.storage = away()  # Redis stops answering
+    during = [page(clock.now) for _ in range(3)]
+    assert all(writer.log_event(p, TTL) for p in during)  # kept: spooled
+    assert writer.degraded and writer.ready()["spool_bytes"] > 0
+    lines = [json.loads(x) for x in (tmp_path / f"spool-{os.getpid()}.jsonl").read_text().splitlines()]
+    assert [x["e"]["event_id"] for x in lines] == [p["event_id"] for p in during]
+    result = writer.add_reward(during[0]["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW)
+    assert result == QUEUED
+    result = writer.add_reward(before["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW)
+    assert result == QUEUED
+
+    writer.storage = storage  # Redis is back
+    clock.now += 1
+    after = page(clock.now)
+    assert writer.log_event(after, TTL)
+    assert not writer.degraded and writer.ready()["spool_bytes"] == 0
+    for p in (*during, after):
+        assert logged(storage, p["event_id"])
+    # A replayed page waits for the join at least replay_grace, so the rewards spooled elsewhere land first.
+    score = storage.client.zscore(f"{storage.prefix}due", during[0]["event_id"])
+    assert score >= clock.now + 30.0 - 1
+    for p in (during[0], before):
+        rewards = storage.client.hgetall(f"{storage.prefix}rw:{p['event_id']}")
+        assert b"hero|click" in rewards
+
+
+def test_a_reward_before_its_page_waits_for_it(storage: RedisStorage) -> None:
+    clock = Clock()
+    writer = WriteBehind(storage, flush_interval=0, clock=clock)
+    p = page(clock.now)  # ranked by another worker, still in its buffer
+    assert writer.add_reward(p["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW) == QUEUED
+    storage.log_events([(p, TTL)])  # the other worker's flush
+    writer.flush()
+    assert b"hero|click" in storage.client.hgetall(f"{storage.prefix}rw:{p['event_id']}")
+    assert writer.ready()["rewards_waiting"] == 0
+
+
+def test_a_reward_whose_page_never_comes_is_dropped_after_the_horizon(storage: RedisStorage) -> None:
+    clock = Clock()
+    writer = WriteBehind(storage, flush_interval=0, pending_horizon=5.0, clock=clock)
+    p = page(clock.now)
+    assert writer.add_reward(p["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW) == QUEUED
+    clock.now += WINDOW + 1
+    writer.flush()
+    assert writer.ready()["rewards_waiting"] == 1  # still within the horizon
+    clock.now += 5
+    writer.flush()
+    assert writer.ready()["rewards_waiting"] == 0
+
+
+def test_replaying_a_page_twice_logs_it_once(storage: RedisStorage) -> None:
+    p = page(time.time())
+    storage.log_events([(p, TTL)])
+    storage.log_events([(p, TTL)], min_close=time.time() + 100)
+    assert storage.due_length() == 1
+    assert storage.counts() == {"decisions:hero:rules": 1}
+    assert storage.client.zscore(f"{storage.prefix}due", p["event_id"]) == pytest.approx(p["window_close"])
+
+
+def test_the_spool_of_a_dead_worker_is_adopted(storage: RedisStorage, tmp_path: Path) -> None:
+    dead = 2**22 + 12345  # above the default pid_max of 4194304: no such process
+    orphan = Spool(tmp_path, 1 << 20, name=f"spool-{dead}.jsonl")
+    pages = [page(time.time()) for _ in range(3)]
+    orphan.append([{"t": "d", "e": p, "ttl": TTL} for p in pages])
+    writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0)
+    assert not (tmp_path / f"spool-{dead}.jsonl").exists()
+    writer.log_event(page(time.time()), TTL)  # the next write replays the backlog first
+    assert all(logged(storage, p["event_id"]) for p in pages)
+    assert not writer.degraded
+
+
+def test_a_full_spool_drops_and_says_so(storage: RedisStorage, tmp_path: Path) -> None:
+    writer = WriteBehind(away(), Spool(tmp_path, 2000), flush_interval=0)
+    kept = [writer.log_event(page(time.time()), TTL) for _ in range(10)]
+    assert kept[0] is True and kept[-1] is False
+    assert (tmp_path / f"spool-{os.getpid()}.jsonl").stat().st_size <= 2000
+
+
+def test_without_a_spool_an_outage_loses_pages_and_refuses_rewards() -> None:
+    import redis
+
+    writer = WriteBehind(away(), None, flush_interval=0)
+    p = page(time.time())
+    assert writer.log_event(p, TTL) is False
+    with pytest.raises(redis.ConnectionError):
+        writer.add_reward(p["event_id"], "hero", "click", {}, time.time(), TTL, time.time() + WINDOW)
