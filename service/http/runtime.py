@@ -55,6 +55,7 @@ class DecisionMetrics:
             if slot.exposure is not None:
                 metrics.EXPOSURE_CAP.labels(slot.name).set(slot.exposure.max_share)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._last: dict[tuple[str, int], float] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -65,18 +66,24 @@ class DecisionMetrics:
 
     def decision(self, decision: Decision) -> None:
         slot, tier, pmf = decision.slot, decision.tier, decision.pmf
-        self._child(metrics.DECISIONS, slot, tier).inc()
-        publisher = self._publisher.get(decision.item, "other")
-        self._child(metrics.PUBLISHER_IMPRESSIONS, slot, publisher).inc()
+        count = metrics.BUFFER.inc
+        count(self._child(metrics.DECISIONS, slot, tier))
+        count(self._child(metrics.PUBLISHER_IMPRESSIONS, slot, self._publisher.get(decision.item, "other")))
         if not pmf:
             return
-        top = max(pmf)
-        if decision.propensity < top:
-            self._child(metrics.EXPLORED, slot).inc()
-        self._child(metrics.PROPENSITY_MIN, slot).set(min(pmf))
+        if decision.propensity < max(pmf):
+            count(self._child(metrics.EXPLORED, slot))
+        # Gauges are written only when they change (a rules slot repeats the same few values).
+        low = min(pmf)
+        if self._last.get((slot, 0)) != low:
+            self._last[slot, 0] = low
+            self._child(metrics.PROPENSITY_MIN, slot).set(low)
         floor = self._floor.get(slot)
         if floor is not None:
-            self._child(metrics.PROPENSITY_FLOOR, slot).set(floor(len(pmf)))
+            value = floor(len(pmf))
+            if self._last.get((slot, 1)) != value:
+                self._last[slot, 1] = value
+                self._child(metrics.PROPENSITY_FLOOR, slot).set(value)
 
 
 @dataclass

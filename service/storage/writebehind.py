@@ -208,6 +208,7 @@ class WriteBehind:
         if flush_interval > 0:
             self._thread = threading.Thread(target=self._run, name="storefront-writer", daemon=True)
             self._thread.start()
+            metrics.BUFFER.enabled = True  # the rank path's counters are written by this thread's ticks
 
     # ---- the request side ------------------------------------------------------------
 
@@ -301,6 +302,7 @@ class WriteBehind:
                 log.exception("decision writer: unexpected error")
 
     def _tick(self) -> None:
+        metrics.BUFFER.flush()
         batch = []
         while self._pending:
             batch.append(self._pending.popleft())

@@ -595,6 +595,7 @@ def test_real_prometheus_scrapes_the_service(live: LiveService, sent: Sent, prom
 
 def test_killed_worker_loses_and_doubles_nothing(live: LiveService, sent: Sent) -> None:
     metrics_dir = live.data_dir / "metrics"
+    time.sleep(0.05)  # every worker's writer has ticked: the rank path's counters are in their files
     before = scrape(live)
     victim, survivor = worker_pids(live)
     assert (metrics_dir / f"gauge_livemax_{victim}.db").exists()
@@ -626,6 +627,7 @@ def test_killed_worker_loses_and_doubles_nothing(live: LiveService, sent: Sent) 
     more = 60
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: rank(live, {"context": CONTEXTS[i % 3]}), range(more)))
+    time.sleep(0.05)  # one writer tick
     final = scrape(live)
     assert value(final, "storefront_decisions_total") == value(before, "storefront_decisions_total") + more * 3
     assert value(final, "storefront_rank_latency_seconds_count") == (
