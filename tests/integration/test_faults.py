@@ -225,3 +225,45 @@ def test_a_worker_killed_under_load_loses_at_most_its_last_flush_and_counts_it(t
     finally:
         stop.set()
         stop_service(live)
+
+
+def test_serve_restarted_on_the_embedded_default_keeps_logs_tiers_and_the_spool(tmp_path: Path) -> None:
+    """Redis dies, pages are spooled, then `serve` is killed outright; a new `serve` on the same folder has it all."""
+    from tests.integration.test_metrics import child_running
+
+    config = tmp_path / "store.yaml"
+    config.write_text(STORE_CONFIG.read_text().replace("window: 2s", "window: 30s"))  # joins wait for the check
+    live = start_service(tmp_path, config)
+    session = requests.Session()
+    before = [session.post(f"{live.url}/v1/rank", json={"context": {"device": "quest"}}, timeout=10).json()
+              for _ in range(20)]  # fmt: skip
+    time.sleep(1.5)  # the embedded Redis's append-only file is fsync-ed every second
+    os.kill(child_running(live, "redis-server"), signal.SIGKILL)
+    during = [session.post(f"{live.url}/v1/rank", json={"context": {"device": "pcvr"}}, timeout=10).json()
+              for _ in range(20)]  # fmt: skip
+    assert all(p["logged"] for p in during)  # spooled
+    reward = {"event_id": during[0]["event_id"], "slot": "hero", "event": "click"}
+    assert session.post(f"{live.url}/v1/reward", json=reward, timeout=10).json()["status"] == "queued"
+    time.sleep(0.2)  # the writers' ticks spool what they hold
+    spooled = sum(p.stat().st_size for p in (tmp_path / "data" / "spool").glob("spool-*.jsonl"))
+    assert spooled > 0
+    os.kill(live.process.pid, signal.SIGKILL)  # serve, gunicorn, the learner: all gone (prctl)
+    live.process.wait()
+    time.sleep(1)
+
+    again = start_service(tmp_path, config)
+    try:
+        deadline = time.monotonic() + 30
+        while any((tmp_path / "data" / "spool").glob("spool-*.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # a new worker adopts the dead ones' spools and replays them
+        slots = requests.get(f"{again.url}/v1/slots", timeout=10).json()
+        assert slots["counts_available"] is True
+        assert {s["slot"]: s["tier"] for s in slots["slots"]} == {"hero": "rules", "row-1": "rules", "row-2": "rules"}
+        url = json.loads((tmp_path / "data" / "serve.json").read_text())["redis_url"]
+        client = redis.Redis.from_url(url)
+        prefix = "sb:test-store:"
+        for page in before + during:
+            assert client.exists(f"{prefix}ev:{page['event_id']}"), page["event_id"]
+        assert client.hget(f"{prefix}rw:{during[0]['event_id']}", "hero|click") is not None
+    finally:
+        stop_service(again)
