@@ -186,7 +186,9 @@ class WriteBehind:
         self.spool = spool
         self.flush_interval = flush_interval
         self.max_batch = max_batch
-        self.replay_grace = replay_grace
+        # A replayed page must wait for the rewards other workers spooled for it: they replay within their own
+        # backoff (at most retry_max after Redis returns), so the grace is at least twice that.
+        self.replay_grace = max(replay_grace, 2 * retry_max)
         self.pending_horizon = pending_horizon
         self.retry_max = retry_max
         self.max_waiting = max_waiting  # rewards waiting in memory for their page (forged fresh ids cannot grow it)

@@ -63,7 +63,7 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
     port = free_port()
     redis_dir = tmp_path / "redis"
     redis_process = start_redis(redis_dir, port)
-    monkeypatch.setenv("STOREFRONT_REPLAY_GRACE_SECONDS", "3")
+    monkeypatch.setenv("STOREFRONT_REPLAY_GRACE_SECONDS", "10")  # the least it can be (twice the retry backoff)
     live = start_service(tmp_path, STORE_CONFIG, redis_url=f"redis://127.0.0.1:{port}/0")
     served: dict[str, list[str]] = {}  # event id -> slots filled
     rewards: dict[tuple[str, str], str] = {}  # (event id, slot) -> what the reward post was answered
@@ -119,7 +119,7 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
         logged = {eid for eid, slots in served.items() if slots}
         assert len(logged) == len(served), "every page was kept (Redis or spool)"
 
-        # The spools drain, then the learner joins everything (replayed pages wait 3 s for the join).
+        # The spools drain, then the learner joins everything (replayed pages wait 10 s for the join).
         expected = {(eid, slot) for eid, slots in served.items() for slot in slots}
         out = tmp_path / "joined.jsonl"
         deadline = time.monotonic() + 90
