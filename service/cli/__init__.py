@@ -32,13 +32,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from bandit.config import ConfigError
-from service.bench import rank
+from service.bench import memory, rank
 from service.cli import check, evaluate, export, learn, serve, tree
 from service.cli.common import CommandError
 
 COMMAND_GROUP = "storefront.commands"
 # The order of `storefront --help`: the service's commands, benchmarks, the simulator's, then the log's.
-_BEFORE_PLUGINS = (check, serve, learn, export, rank)
+_BEFORE_PLUGINS = (check, serve, learn, export, rank, memory)
 _AFTER_PLUGINS = (evaluate, tree)
 log = logging.getLogger("storefront")
 

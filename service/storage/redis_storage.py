@@ -2,7 +2,9 @@
 
 Layout (every key under a prefix, ``sb:<store>:`` by default):
 
-``ev:<id>``   hash: ``d`` the logged event (JSON), ``s`` ``|slot=tier|slot=tier|`` for a cheap slot check
+``ev:<id>``   hash: ``d`` the logged event (JSON deflated against ``zdict:<id>``: ``codec.EventPacker``), ``s``
+              ``|slot=tier|...|`` for a cheap slot check
+``zdict:<id>``  a deflate dictionary (a recent page's JSON) events are packed against
 ``rw:<id>``   hash: ``<slot>|<event type>`` → first payload (JSON); ``<slot>|reward`` → last explicit
               value; ``_v`` a change counter the join compares against
 ``due``       sorted set: event id scored by the time its reward window closes
@@ -42,7 +44,7 @@ from typing import Any
 
 import redis
 
-from service.storage.codec import COMPACT, event_json
+from service.storage.codec import COMPACT, EventPacker
 from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, PendingEvent, StoredLadder
 
 HISTORY_MAX = 1000
@@ -73,6 +75,7 @@ class RedisStorage:
         self._joined = f"{prefix}joined"
         self._counts = f"{prefix}counts"
         self._log = client.register_script(_script("log_batch"))
+        self._packer = EventPacker(self._save_zdict, self._load_zdict)
         self._reward = client.register_script(_script("add_reward"))
         self._join = client.register_script(_script("join"))
         self._save_ladder = client.register_script(_script("save_ladders"))
@@ -91,6 +94,18 @@ class RedisStorage:
         return cls(redis.Redis.from_url(url, **kwargs), prefix)
 
     # ---- the API side ----------------------------------------------------------------
+
+    def _save_zdict(self, key: bytes, zdict: bytes) -> None:
+        # Kept 30 days past its last adoption by a writer: longer than any page packed with it waits for the join.
+        self.client.set(f"{self.prefix}zdict:{key.decode()}", zdict, ex=30 * 86400)
+
+    def _load_zdict(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.client.get(f"{self.prefix}zdict:{key.decode()}")
+        return value
+
+    def unpack_event(self, data: bytes) -> Any:
+        """A logged event as stored in ``ev:<id>`` field ``d``, decoded."""
+        return self._packer.unpack(data)
 
     def log_event(self, event: Mapping[str, Any], ttl: float) -> None:
         """Store one ranked page; ``ttl`` keeps it if no learner ever joins it."""
@@ -111,7 +126,7 @@ class RedisStorage:
             decisions = event["decisions"]
             close = event["window_close"] if min_close is None else max(event["window_close"], min_close)
             keys.append(f"{self.prefix}ev:{event_id}")
-            args += [event_json(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
+            args += [self._packer.pack(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
                      int(ttl) + 1, close, event_id, len(decisions),
                      *(f"decisions:{d['slot']}:{d['tier']}" for d in decisions)]  # fmt: skip
         self._log(keys=keys, args=args)
@@ -151,7 +166,7 @@ class RedisStorage:
                 continue
             slot, _, kind = key.rpartition("|")
             rewards.setdefault(slot, {})[kind] = json.loads(value)
-        return PendingEvent(event_id, json.loads(raw_event), rewards, version)
+        return PendingEvent(event_id, self._packer.unpack(raw_event), rewards, version)
 
     def commit_join(self, pending: PendingEvent, records: list[dict[str, Any]], max_len: int) -> bool | None:
         """Append ``records``, count them and retire the event, atomically.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -43,7 +42,7 @@ def post_reward(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
 def stored_event(storage: RedisStorage, event_id: str) -> dict[str, Any]:
     raw = storage.client.hget(f"{storage.prefix}ev:{event_id}", "d")
     assert raw is not None, f"event {event_id} is not in Redis"
-    event: dict[str, Any] = json.loads(raw)
+    event: dict[str, Any] = storage.unpack_event(raw)
     return event
 
 

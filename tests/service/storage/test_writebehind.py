@@ -160,3 +160,19 @@ def test_without_a_spool_an_outage_loses_pages_and_refuses_rewards() -> None:
     assert writer.log_event(p, TTL) is False
     with pytest.raises(redis.ConnectionError):
         writer.add_reward(p["event_id"], "hero", "click", {}, time.time(), TTL, time.time() + WINDOW)
+
+
+def test_a_page_is_kept_deflated_and_read_back_as_it_was(storage: RedisStorage, redis_url: str) -> None:
+    from service.storage.codec import event_json
+
+    pages = [page(time.time()) for _ in range(50)]
+    storage.log_events([(p, TTL) for p in pages])
+    raws = [storage.client.hget(f"{storage.prefix}ev:{p['event_id']}", "d") for p in pages]
+    assert all(raw[:1] == b"Z" for raw in raws)
+    assert sum(map(len, raws[1:])) / 49 < 0.25 * len(event_json(pages[1]))  # against the first page's JSON
+    # Another process (the learner) reads them with the dictionary from Redis.
+    reader = RedisStorage.from_url(redis_url, storage.prefix)
+    assert [reader.unpack_event(raw) for raw in raws] == pages
+    assert reader.unpack_event(event_json(pages[0]).encode()) == pages[0]  # plain JSON of an older release
+    pending = reader.pending(pages[3]["event_id"])
+    assert pending is not None and pending.event == pages[3]
