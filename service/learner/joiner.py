@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 
 from bandit.config import StoreConfig
@@ -87,7 +88,16 @@ class Joiner:
     def _join(self, event_id: str, now: float) -> JoinStats:
         stats = JoinStats()
         for _ in range(5):
-            pending = self.storage.pending(event_id)
+            try:
+                pending = self.storage.pending(event_id)
+            except (ValueError, zlib.error) as exc:
+                # Unreadable (its deflate dictionary lost with a Redis restarted without its data): nothing to
+                # learn from; say so and drop it rather than retry it forever.
+                self.storage.drop_due(event_id)
+                log.error("event %s unreadable, dropped: %s", event_id, exc)
+                metrics.STORAGE_ERRORS.labels("unreadable_event").inc()
+                stats.expired += 1
+                return stats
             if pending is None:
                 # The event hash expired before anybody joined it (a learner down for longer
                 # than the retention): nothing is left to learn from; say so and drop it.

@@ -55,20 +55,40 @@ class EventPacker:
     ones: zlib's preset dictionary takes the example store's page from ~3.9 KB
     to ~0.3 KB in ~35 µs (in the worker's writer thread), where plain zlib
     leaves ~0.7 KB.  The dictionary is saved in Redis under its hash
-    (``zdict:<id>``, through ``save``) before the first event that needs it,
-    and read back (``load``) by whoever decodes; a new one is taken when pages
-    stop compressing well (a catalog change), at most once per 1,000 pages.
+    (``zdict:<id>``) by the same script call as the first pages packed against
+    it (:attr:`unsaved`), so it is stored and persisted before them, and read
+    back (``load``) by whoever decodes; a new one is taken when pages stop
+    compressing well (a catalog change), at most once per 1,000 pages.
     Blobs are ``Z`` + the 8-character dictionary id + a raw deflate stream.
     """
 
     REFRESH_AFTER = 1000  # pages packed before a poorly compressing one may replace the dictionary
     POOR = 0.25  # compressed/raw above which a page compresses poorly
 
-    def __init__(self, save: Any, load: Any):
-        self._save, self._load = save, load
+    def __init__(self, load: Any):
+        self._load = load
         self._dict: tuple[bytes, bytes] | None = None  # (id, dictionary)
         self._known: dict[bytes, bytes] = {}
         self._since = 0
+        self._sent_at = 0.0
+        self.unsaved: dict[bytes, bytes] = {}  # dictionaries storage has not confirmed yet: sent with the next write
+
+    RESEND_EVERY = 60.0  # seconds: a Redis restarted without its data gets the dictionary back soon
+
+    def saved(self) -> None:
+        """The last write (which carried :attr:`unsaved`) succeeded."""
+        self.unsaved = {}
+
+    def due_resend(self, now: float) -> None:
+        """Send the current dictionary again if it was last sent over :attr:`RESEND_EVERY` ago."""
+        if self._dict is not None and now - self._sent_at >= self.RESEND_EVERY:
+            self.unsaved[self._dict[0]] = self._dict[1]
+            self._sent_at = now
+
+    def forget_saved(self) -> None:
+        """Storage may have lost data (a failed write, a restart): send the current dictionary again."""
+        if self._dict is not None:
+            self.unsaved[self._dict[0]] = self._dict[1]
 
     def pack(self, event: Mapping[str, Any]) -> bytes:
         raw = event_json(event).encode("utf-8")
@@ -86,7 +106,7 @@ class EventPacker:
         import hashlib
 
         key = hashlib.sha1(raw).hexdigest()[:8].encode()
-        self._save(key, raw)
+        self.unsaved[key] = raw
         self._dict, self._since = (key, raw), 0
         self._known[key] = raw
 

@@ -37,6 +37,7 @@ fenced by its lease (a runner that lost the lease writes nothing), which
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -48,6 +49,7 @@ from service.storage.codec import COMPACT, EventPacker
 from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, PendingEvent, StoredLadder
 
 HISTORY_MAX = 1000
+_ZDICT_TTL = 30 * 86400
 
 
 @cache
@@ -75,7 +77,7 @@ class RedisStorage:
         self._joined = f"{prefix}joined"
         self._counts = f"{prefix}counts"
         self._log = client.register_script(_script("log_batch"))
-        self._packer = EventPacker(self._save_zdict, self._load_zdict)
+        self._packer = EventPacker(self._load_zdict)
         self._reward = client.register_script(_script("add_reward"))
         self._join = client.register_script(_script("join"))
         self._save_ladder = client.register_script(_script("save_ladders"))
@@ -94,10 +96,6 @@ class RedisStorage:
         return cls(redis.Redis.from_url(url, **kwargs), prefix)
 
     # ---- the API side ----------------------------------------------------------------
-
-    def _save_zdict(self, key: bytes, zdict: bytes) -> None:
-        # Kept 30 days past its last adoption by a writer: longer than any page packed with it waits for the join.
-        self.client.set(f"{self.prefix}zdict:{key.decode()}", zdict, ex=30 * 86400)
 
     def _load_zdict(self, key: bytes) -> bytes | None:
         value: bytes | None = self.client.get(f"{self.prefix}zdict:{key.decode()}")
@@ -119,7 +117,7 @@ class RedisStorage:
         """
         if not events:
             return
-        keys = [self._due, self._counts]
+        keys: list[str] = []
         args: list[Any] = []
         for event, ttl in events:
             event_id = event["event_id"]
@@ -129,7 +127,20 @@ class RedisStorage:
             args += [self._packer.pack(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
                      int(ttl) + 1, close, event_id, len(decisions),
                      *(f"decisions:{d['slot']}:{d['tier']}" for d in decisions)]  # fmt: skip
-        self._log(keys=keys, args=args)
+        self._packer.due_resend(time.monotonic())
+        # Dictionaries not yet confirmed travel first, in the same call: stored before the pages packed with them.
+        # Kept 30 days, longer than any page packed with them waits for the join.
+        dicts = dict(self._packer.unsaved)
+        head_keys = [f"{self.prefix}zdict:{key.decode()}" for key in dicts]
+        head_args: list[Any] = [len(dicts)]
+        for zdict in dicts.values():
+            head_args += [zdict, _ZDICT_TTL]
+        try:
+            self._log(keys=[self._due, self._counts, *head_keys, *keys], args=[*head_args, *args])
+        except Exception:
+            self._packer.forget_saved()  # a Redis that failed may come back without them: send again
+            raise
+        self._packer.saved()
 
     def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str:
         """Record a reward; returns ``accepted:<tier>``, ``duplicate``, ``late``, ``unknown_slot`` or ``missing``.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from service.http.ids import new_event_id
 from service.storage import RedisStorage
@@ -176,3 +177,39 @@ def test_a_page_is_kept_deflated_and_read_back_as_it_was(storage: RedisStorage, 
     assert reader.unpack_event(event_json(pages[0]).encode()) == pages[0]  # plain JSON of an older release
     pending = reader.pending(pages[3]["event_id"])
     assert pending is not None and pending.event == pages[3]
+
+
+def test_the_dictionary_travels_with_the_first_pages_and_again_after_a_failure(storage: RedisStorage) -> None:
+    pages = [page(time.time()) for _ in range(3)]
+    storage.log_events([(pages[0], TTL)])
+    raw = storage.client.hget(f"{storage.prefix}ev:{pages[0]['event_id']}", "d")
+    key = f"{storage.prefix}zdict:{raw[1:9].decode()}"
+    assert storage.client.exists(key)
+    storage.client.delete(key)  # a Redis that came back without it
+    script = storage._log
+
+    def refused(**_: Any) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    storage._log = refused  # one failed write (the connection dropped)
+    with pytest.raises(redis.ConnectionError):
+        storage.log_events([(pages[1], TTL)])
+    storage._log = script
+    storage.log_events([(pages[2], TTL)])
+    assert storage.client.exists(key)  # sent again with the next write
+
+
+def test_an_unreadable_page_is_dropped_and_counted_not_retried_forever(storage: RedisStorage) -> None:
+    """Its dictionary lost (a Redis restarted without its data): the join drops it once, with a log line."""
+    from bandit.config import load_config
+    from service.learner.joiner import Joiner
+    from tests.conftest import STORE_CONFIG
+
+    p = page(time.time() - 2 * WINDOW)
+    p["window_close"] = time.time() - WINDOW
+    storage.log_events([(p, TTL)])
+    for key in storage.client.scan_iter(match=f"{storage.prefix}zdict:*"):
+        storage.client.delete(key)
+    reader = RedisStorage(storage.client, storage.prefix)  # another process: the dictionary only in Redis
+    stats = Joiner(reader, load_config(STORE_CONFIG), grace=0).run_once()
+    assert stats.expired == 1 and storage.due_length() == 0
