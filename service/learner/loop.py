@@ -10,6 +10,7 @@ import threading
 import redis
 
 from bandit.config import StoreConfig
+from bandit.escalation.learner import wants_ladder
 from service import metrics
 from service.learner.joiner import Joiner
 from service.learner.ladder_runner import LadderRunner
@@ -19,8 +20,9 @@ _MAX_BACKOFF = 5.0  # seconds between passes while Redis is away
 
 
 def wants_ladders(config: StoreConfig) -> bool:
-    """True when some slot escalates (its mode is not ``off``)."""
-    return any(slot.escalation.mode != "off" for slot in config.slots)
+    """True when some slot has a ladder to run: it escalates, or it starts on a learned tier (``tier: gradient``
+    learns online even with escalation off)."""
+    return any(wants_ladder(slot) for slot in config.slots)
 
 
 def run_forever(

@@ -44,12 +44,14 @@ class LiveService:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(tmp: Path, config: Path, *extra: str, redis_url: str | None = None) -> LiveService:
+def start_service(
+    tmp: Path, config: Path, *extra: str, redis_url: str | None = None, prefix: str | None = None
+) -> LiveService:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
-    if redis_url:  # the same tests against an external Redis, under a key prefix of their own
+    if redis_url:  # the same tests against an external Redis, under a key prefix of their own (or a shared one)
         env["REDIS_URL"] = redis_url
-        env["STOREFRONT_REDIS_PREFIX"] = f"itest:{uuid.uuid4().hex[:10]}:"
+        env["STOREFRONT_REDIS_PREFIX"] = prefix or f"itest:{uuid.uuid4().hex[:10]}:"
     log_path = tmp / "serve.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", str(config), "--bind", f"127.0.0.1:{port}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,17 @@ def test_joined_stream_pages_through_everything(storage: RedisStorage) -> None:
     assert len(all_ids) == 75 == len(set(all_ids))
     after = [entry_id for entry_id, _ in storage.joined(start=all_ids[9], batch=4)]
     assert after[0] == all_ids[9] and len(after) == 66
+
+
+def test_a_slot_starting_on_the_gradient_tier_gets_a_ladder_runner_even_with_escalation_off(tmp_path: Path) -> None:
+    import yaml
+
+    from bandit.config import load_config
+    from service.learner.loop import wants_ladders
+    from tests.conftest import STORE_CONFIG
+
+    assert not wants_ladders(load_config(STORE_CONFIG))  # every slot on rules, escalation off
+    raw = yaml.safe_load(STORE_CONFIG.read_text())
+    raw["slots"][1]["tier"] = "gradient"
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump(raw))
+    assert wants_ladders(load_config(tmp_path / "store.yaml"))
