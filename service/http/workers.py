@@ -5,7 +5,8 @@ longer waits on Redis (the write-behind writes behind the answer), so the spare
 sync workers that once kept the queue moving are not needed; threads keep
 connections alive and let a worker's writer thread batch several requests'
 pages per flush.  On 2 cores (``storefront bench rank``): 2 × 4 gthread serves
-3,080 req/s against 2,383 for 4 sync workers, at the same p99 (docs/performance.md).
+~3,000 req/s against ~2,350 for 4 sync workers; p99 at a steady 1,000 req/s is
+~5 ms against ~3 ms (the threads share a GIL; docs/performance.md).
 Kept apart from ``gunicorn_conf`` so that reading the defaults does not read
 gunicorn's environment.
 """
