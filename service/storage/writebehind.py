@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -65,6 +66,9 @@ from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, MISSING, UNKNOW
 log = logging.getLogger("storefront")
 
 QUEUED = "queued"
+# Spools are named by host and pid: on a folder shared by several machines or containers (whose pids overlap),
+# a worker only adopts the spools of dead processes of its own host.
+_HOST = socket.gethostname().replace("/", "_")
 _FRESH = 0.5  # seconds after its rank during which a reward's missing page is most likely still in a buffer
 _FAILURES = (redis.RedisError, OSError)
 # Every writer of this process, for gunicorn's worker_exit hook to flush on a graceful stop.
@@ -83,7 +87,7 @@ class Spool:
     def __init__(self, directory: Path, max_bytes: int, name: str | None = None):
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / (name or f"spool-{os.getpid()}.jsonl")
+        self.path = directory / (name or f"spool-{_HOST}-{os.getpid()}.jsonl")
         self.max_bytes = max_bytes
         self._size = self.path.stat().st_size if self.path.exists() else 0
 
@@ -150,10 +154,14 @@ class Spool:
 
 
 def _alive(path: Path) -> bool:
+    """Whether the process that owns a spool may still write it: another host's spools are never adopted."""
+    host, _, pid_text = path.stem.removeprefix("spool-").rpartition("-")
+    if host != _HOST:
+        return True
     try:
-        pid = int(path.stem.split("-")[1])
-    except (IndexError, ValueError):
-        return False
+        pid = int(pid_text)
+    except ValueError:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

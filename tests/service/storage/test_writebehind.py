@@ -16,6 +16,7 @@ import redis
 
 from service.http.ids import new_event_id
 from service.storage import RedisStorage
+from service.storage.writebehind import _HOST as HOST
 from service.storage.writebehind import QUEUED, Spool, WriteBehind
 
 WINDOW = 60.0
@@ -79,7 +80,7 @@ def test_an_outage_is_spooled_and_replayed_in_order_with_the_rewards(storage: Re
     during = [page(clock.now) for _ in range(3)]
     assert all(writer.log_event(p, TTL) for p in during)  # kept: spooled
     assert writer.degraded and writer.ready()["spool_bytes"] > 0
-    lines = [json.loads(x) for x in (tmp_path / f"spool-{os.getpid()}.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / f"spool-{HOST}-{os.getpid()}.jsonl").read_text().splitlines()]
     assert [x["e"]["event_id"] for x in lines] == [p["event_id"] for p in during]
     result = writer.add_reward(during[0]["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW)
     assert result == QUEUED
@@ -136,11 +137,14 @@ def test_replaying_a_page_twice_logs_it_once(storage: RedisStorage) -> None:
 
 def test_the_spool_of_a_dead_worker_is_adopted(storage: RedisStorage, tmp_path: Path) -> None:
     dead = 2**22 + 12345  # above the default pid_max of 4194304: no such process
-    orphan = Spool(tmp_path, 1 << 20, name=f"spool-{dead}.jsonl")
+    orphan = Spool(tmp_path, 1 << 20, name=f"spool-{HOST}-{dead}.jsonl")
+    elsewhere = Spool(tmp_path, 1 << 20, name=f"spool-another-host-{dead}.jsonl")  # its pids are not ours
+    elsewhere.append([{"t": "d", "e": page(time.time()), "ttl": TTL}])
     pages = [page(time.time()) for _ in range(3)]
     orphan.append([{"t": "d", "e": p, "ttl": TTL} for p in pages])
     writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0)
-    assert not (tmp_path / f"spool-{dead}.jsonl").exists()
+    assert not (tmp_path / f"spool-{HOST}-{dead}.jsonl").exists()
+    assert (tmp_path / f"spool-another-host-{dead}.jsonl").exists()
     writer.log_event(page(time.time()), TTL)  # the next write replays the backlog first
     assert all(logged(storage, p["event_id"]) for p in pages)
     assert not writer.degraded
@@ -150,7 +154,7 @@ def test_a_full_spool_drops_and_says_so(storage: RedisStorage, tmp_path: Path) -
     writer = WriteBehind(away(), Spool(tmp_path, 2000), flush_interval=0)
     kept = [writer.log_event(page(time.time()), TTL) for _ in range(10)]
     assert kept[0] is True and kept[-1] is False
-    assert (tmp_path / f"spool-{os.getpid()}.jsonl").stat().st_size <= 2000
+    assert (tmp_path / f"spool-{HOST}-{os.getpid()}.jsonl").stat().st_size <= 2000
 
 
 def test_without_a_spool_an_outage_loses_pages_and_refuses_rewards() -> None:
