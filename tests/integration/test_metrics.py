@@ -275,7 +275,9 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, config_path: Path) -> Iterator[LiveService]:
     # Always the embedded Redis (not $REDIS_URL): the last test stops it.
-    service = start_service(tmp_path_factory.mktemp("metrics"), config_path)
+    # Sync workers: each takes one request at a time, so both serve a share (the per-process tests need that; a
+    # gthread worker may take every connection of a short burst).
+    service = start_service(tmp_path_factory.mktemp("metrics"), config_path, "--threads", "1")
     yield service
     stop_service(service)
 
