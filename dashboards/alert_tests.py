@@ -105,6 +105,14 @@ CASES = (
         "15m",
     ),
     Case(
+        "Redis away for 5 minutes",
+        {"storefront_storage_degraded": "0x5 1x10"},
+        "StorefrontStorageDegraded",
+        "10m",
+        ({},),
+    ),
+    Case("a blip of 30 seconds", {"storefront_storage_degraded": "0x5 1 0x10"}, "StorefrontStorageDegraded", "10m"),
+    Case(
         "one response in eleven a 500",
         {
             'storefront_http_responses_total{endpoint="rank", status="200"}': "0+600x20",

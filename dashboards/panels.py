@@ -206,6 +206,20 @@ OVERVIEW = Dashboard(
             min=0,
         ),
         Panel(
+            "Write path",
+            "Workers spooling because Redis does not answer (alert: Redis away), bytes waiting in their spools, and "
+            "pages served unlogged per second (spool full, or no spool).",
+            "short",
+            (
+                Query("max(storefront_storage_degraded)", "degraded (1: spooling)"),
+                Query("sum(storefront_spool_bytes)", "spool bytes"),
+                Query(
+                    f"sum(rate(storefront_decision_log_dropped_total[{RATE}])) or vector(0)",
+                    "pages unlogged per second",
+                ),
+            ),
+        ),
+        Panel(
             "Tier per slot",
             "Which tier serves each slot (rules, tree, gradient, pin) over time.",
             "none",
@@ -446,6 +460,17 @@ ALERTS = (
         "Slot {{ $labels.slot }} serves a candidate below its exploration floor",
         "A candidate's probability is below what the slot's exploration promises (an exposure cap that holds a "
         "publisher back does this on purpose); otherwise off-policy estimates lose support.",
+    ),
+    Alert(
+        "StorefrontStorageDegraded",
+        "max(storefront_storage_degraded)",
+        ">",
+        "0",
+        "2m",
+        "critical",
+        "Redis does not answer: API workers are spooling their writes",
+        "Pages and rewards are kept in the workers' spools and replayed when Redis answers; nothing is learned "
+        "meanwhile, and a full spool serves pages unlogged. Check Redis, then storefront_spool_bytes.",
     ),
     Alert(
         "StorefrontServerErrors",

@@ -215,6 +215,7 @@ class WriteBehind:
             if spool.size:
                 self.degraded = True  # a backlog to replay first
             metrics.SPOOL_BYTES.set(spool.size)
+        metrics.STORAGE_DEGRADED.set(1 if self.degraded else 0)  # the series exists from the start (alerts)
         if flush_interval > 0:
             self._thread = threading.Thread(target=self._run, name="storefront-writer", daemon=True)
             self._thread.start()
