@@ -57,7 +57,9 @@ def test_tier_follows_the_ladder_and_rolls_back_with_one_call(tmp_path: Path, mo
     config_path = manual_config(tmp_path)
     config = load_config(config_path)
     monkeypatch.setenv("STOREFRONT_ADMIN_TOKEN", TOKEN)
-    live = start_service(tmp_path, config_path, redis_url=os.environ.get("REDIS_URL"))
+    # Sync workers: requests alternate between the two, so "every rank served the tree" means both workers switched
+    # (a gthread worker may take every request of a burst while the other still serves the old state).
+    live = start_service(tmp_path, config_path, "--threads", "1", redis_url=os.environ.get("REDIS_URL"))
     try:
         state_file = json.loads((live.data_dir / "serve.json").read_text())
         storage = RedisStorage.from_url(state_file["redis_url"], state_file["prefix"])
