@@ -318,6 +318,13 @@ GRADIENT_NAN_HALTS = Gauge(
 PUBLISHER_LABELS = 50
 
 
+def count_stored_reward(slot: str, tier: str, kind: str, payload: Any) -> None:
+    """A reward stored for a decision (at once, or replayed from a queue): its count and a purchase's revenue."""
+    REWARDS.labels(slot, tier, kind).inc()
+    if kind == "purchase" and isinstance(payload, dict) and payload.get("revenue"):
+        REVENUE.labels(slot, tier).inc(payload["revenue"])
+
+
 def observe_joined_reward(slot: str, tier: str, reward: float) -> None:
     """Count one joined slot decision and its reward (summary, and the rate-friendly gain/loss counters)."""
     JOINED_REWARD.labels(slot, tier).observe(reward)

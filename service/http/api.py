@@ -255,9 +255,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
     if result.startswith(ACCEPTED):
         tier = result.partition(":")[2]
         metrics.REWARD_POSTS.labels("accepted").inc()
-        metrics.REWARDS.labels(slot, tier, kind).inc()
-        if kind == "purchase" and isinstance(payload, dict) and payload.get("revenue"):
-            metrics.REVENUE.labels(slot, tier).inc(payload["revenue"])
+        metrics.count_stored_reward(slot, tier, kind, payload)
         return {"status": ACCEPTED}
     if result == DUPLICATE:
         metrics.REWARD_POSTS.labels("duplicate").inc()

@@ -408,11 +408,7 @@ class WriteBehind:
             return True
         outcome = {DUPLICATE: "duplicate", LATE: "late", UNKNOWN_SLOT: "unknown"}.get(result)
         if result.startswith(ACCEPTED):
-            tier = result.partition(":")[2]
-            metrics.REWARDS.labels(entry["slot"], tier, entry["kind"]).inc()
-            payload = entry["payload"]
-            if entry["kind"] == "purchase" and isinstance(payload, dict) and payload.get("revenue"):
-                metrics.REVENUE.labels(entry["slot"], tier).inc(payload["revenue"])
+            metrics.count_stored_reward(entry["slot"], result.partition(":")[2], entry["kind"], entry["payload"])
         elif outcome in ("late", "unknown"):
             metrics.JOIN_OUTCOMES.labels(outcome).inc()
         metrics.REWARDS_REPLAYED.labels(outcome or "accepted").inc()
