@@ -312,9 +312,13 @@ LEARNING = Dashboard(
         ),
         Panel(
             "Decisions waiting to be joined",
-            "Events whose window closed and that the learner has not joined yet.",
+            "Events whose window closed and that the learner has not joined yet, and the API workers whose heartbeat "
+            "stopped (away from Redis, or gone) that the join waits for, so the rewards they spooled are joined.",
             "short",
-            (Query("max(storefront_learner_due_events)", "due"),),
+            (
+                Query("max(storefront_learner_due_events)", "due"),
+                Query("max(storefront_join_waiting_writers)", "silent API workers the join waits for"),
+            ),
         ),
         Panel(
             "Snapshot age",

@@ -204,6 +204,12 @@ LEARNER_LAG_SECONDS = Gauge(
     "learner keeps up.",
     multiprocess_mode="mostrecent",
 )
+JOIN_WAITING_WRITERS = Gauge(
+    "storefront_join_waiting_writers",
+    "API workers whose heartbeat stopped (away from Redis, or gone) and that the join waits for: pages whose "
+    "window closed after their last beat are not joined until they beat again or the hold runs out.",
+    multiprocess_mode="mostrecent",
+)
 LEARNER_LAST_RUN = Gauge(
     "storefront_learner_last_run_timestamp_seconds",
     "When the learner last finished a join pass (for a stalled-learner alert).",

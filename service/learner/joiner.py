@@ -7,6 +7,16 @@ and commits them in one atomic step (see :mod:`service.storage.redis_storage`).
 Killing it at any point loses nothing and duplicates nothing: an event leaves
 ``due`` in the same step that appends its records.  Several learners may run;
 each event is still joined once.
+
+Rewards a worker spooled while Redis was away reach Redis only when that
+worker replays, up to its retry backoff after Redis returns.  So the join
+waits for them: every API worker beats in Redis (``writers``: the time up to
+which everything it accepted is stored, stamped with Redis's clock); a beat
+older than ``writer_stale`` means the worker is away from Redis, stuck or
+dead, and pages whose window closed after its last beat wait until it beats
+again, or until it has been silent for ``writer_hold`` past going stale and
+Redis has answered this learner for ``writer_hold`` (then it is taken for
+gone, forgotten, and one line says so).
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
+
+import redis
 
 from bandit.config import StoreConfig
 from bandit.eventlog.events import joined_records
@@ -57,23 +69,40 @@ class Joiner:
         Due events read per round trip.
     clock
         Where "now" comes from when :meth:`run_once` is not told.
+    writer_stale, writer_hold
+        A worker's heartbeat older than ``writer_stale`` seconds holds the
+        join at its last beat, for at most ``writer_hold`` seconds (counted
+        from when it went stale, and from when Redis last came back to this
+        learner; the workers' retry backoff, 5 s, fits twice in the default).
     """
 
     def __init__(
-        self, storage: JoinQueue, config: StoreConfig, grace: float = 2.0, batch: int = 500, clock: Clock = SYSTEM_CLOCK
-    ):
+        self, storage: JoinQueue, config: StoreConfig, grace: float = 2.0, batch: int = 500,
+        clock: Clock = SYSTEM_CLOCK, writer_stale: float = 3.0, writer_hold: float = 12.0,
+    ):  # fmt: skip
         self.storage = storage
         self.config = config
         self.grace = grace
         self.batch = batch
         self.clock = clock
+        self.writer_stale = writer_stale
+        self.writer_hold = writer_hold
+        self._reachable_since: float | None = None  # monotonic: when Redis last started answering this learner
 
     def run_once(self, now: float | None = None) -> JoinStats:
         """Join every event due at ``now``; returns what it did."""
         now = self.clock.time() if now is None else now
+        try:
+            return self._run(now)
+        except (redis.RedisError, OSError):
+            self._reachable_since = None  # Redis away: the hold counts again from its return
+            raise
+
+    def _run(self, now: float) -> JoinStats:
         stats = JoinStats()
+        cutoff = min(now - self.grace, self._writers_cutoff())
         while True:
-            due = self.storage.due(now - self.grace, self.batch)
+            due = self.storage.due(cutoff, self.batch)
             for event_id in due:
                 stats += self._join(event_id, now)
             if len(due) < self.batch:
@@ -84,6 +113,27 @@ class Joiner:
         metrics.LEARNER_LAG_SECONDS.set(0.0 if oldest is None else max(0.0, now - self.grace - oldest))
         metrics.LEARNER_LAST_RUN.set(time.time())
         return stats
+
+    def _writers_cutoff(self) -> float:
+        """The latest window close the join may take: the oldest last beat of a silent worker worth waiting for."""
+        beats = self.storage.writers()
+        if self._reachable_since is None:
+            self._reachable_since = time.monotonic()
+        reachable_for = time.monotonic() - self._reachable_since
+        cutoff = float("inf")
+        waiting = 0
+        for writer, (clean_through, age) in beats.items():
+            if age <= self.writer_stale:
+                continue
+            if age - self.writer_stale < self.writer_hold or reachable_for < self.writer_hold:
+                cutoff = min(cutoff, clean_through)
+                waiting += 1
+                continue
+            self.storage.forget_writer(writer)
+            log.warning("API worker %s silent for %.0fs: taken for gone; the join no longer waits for it", writer,
+                        age)  # fmt: skip
+        metrics.JOIN_WAITING_WRITERS.set(waiting)
+        return cutoff
 
     def _join(self, event_id: str, now: float) -> JoinStats:
         stats = JoinStats()

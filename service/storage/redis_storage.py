@@ -18,6 +18,8 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``history:<slot>``  list of transitions, newest first (trimmed to 1000)
 ``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
 ``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
+``writers``   hash: API worker id → the time up to which everything it accepted is in Redis (its heartbeat; the
+              join waits for a worker whose heartbeat stopped: :mod:`service.learner.joiner`)
 
 Six Lua scripts (``scripts/*.lua``) make each step atomic on the server.  Three are what the
 invariants rest on (``log_batch``, ``add_reward``, ``join``): a reward is accepted only while the event is still in
@@ -74,6 +76,7 @@ class RedisStorage:
         self.client: Any = client
         self.prefix = prefix
         self._due = f"{prefix}due"
+        self._writers = f"{prefix}writers"
         self._joined = f"{prefix}joined"
         self._counts = f"{prefix}counts"
         self._log = client.register_script(_script("log_batch"))
@@ -83,6 +86,7 @@ class RedisStorage:
         self._save_ladder = client.register_script(_script("save_ladders"))
         self._renew_lease = client.register_script(_script("renew_lease"))
         self._release_lease = client.register_script(_script("release_lease"))
+        self._beat = client.register_script(_script("beat_writer"))
         self._ladder_version = f"{prefix}ladder:version"
         self._ladder_cursor = f"{prefix}ladder:cursor"
         self._health = f"{prefix}health"
@@ -241,6 +245,29 @@ class RedisStorage:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # ---- the writers' heartbeats (see service.storage.writebehind and service.learner.joiner) ----------------
+
+    def beat_writer(self, writer: str, clean_through: float) -> None:
+        """Say that every reward and page ``writer`` accepted up to ``clean_through`` (its clock) is in Redis;
+        Redis stamps the beat with its own clock, so the learner judges a beat's age without trusting clocks."""
+        self._beat(keys=[self._writers], args=[writer, repr(clean_through)])
+
+    def forget_writer(self, writer: str) -> None:
+        self.client.hdel(self._writers, writer)
+
+    def writers(self) -> dict[str, tuple[float, float]]:
+        """Each API worker's last heartbeat: ``(clean_through, age in seconds by Redis's clock)``."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self._writers)
+        (seconds, micros), beats = pipe.execute()
+        server_now = seconds + micros / 1e6
+        out = {}
+        for writer, value in beats.items():
+            clean, _, stamped = value.decode().partition(" ")
+            out[writer.decode()] = (float(clean), server_now - float(stamped or server_now))
+        return out
 
     # ---- the ladder -----------------------------------------------------------------------
 

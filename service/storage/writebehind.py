@@ -22,6 +22,13 @@ The invariants, and how they hold:
   replayed one is queued at ``max(window close, replay time + replay_grace)``,
   so the rewards other workers spooled for it (replayed within their own
   backoff) land before the join reads it.
+- *The join never closes a window on a reward held in a spool*: every
+  worker beats (``writers`` in Redis, once a second) the time up to which all
+  it accepted is in Redis; a worker away from Redis stops beating, and the
+  learner does not join pages whose window closed after a stopped worker's
+  last beat until it beats again (it replays first) or has been silent for
+  the learner's hold (then it is taken for dead and forgotten).  A worker that
+  stops gracefully takes its beat out.
 - *A reward for a decision still in a buffer or a spool is accepted and
   joined*: a reward whose event is not in Redis yet, while the window encoded
   in its id is open, is queued in the worker that received it and retried on
@@ -47,9 +54,11 @@ tests use: a page is in Redis when ``rank`` returns).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -188,6 +197,7 @@ class WriteBehind:
         pending_horizon: float = 300.0,
         retry_max: float = 5.0,
         max_waiting: int = 100_000,
+        beat_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ):
         self.storage = storage
@@ -201,6 +211,10 @@ class WriteBehind:
         self.retry_max = retry_max
         self.max_waiting = max_waiting  # rewards waiting in memory for their page (forged fresh ids cannot grow it)
         self.clock = clock
+        self.beat_interval = beat_interval
+        self.writer_id = f"{_HOST}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._last_beat = 0.0
+        self._beaten = False  # in Redis's ``writers`` hash (the learner waits for us when we go quiet)
         self._pending: deque[tuple[Mapping[str, Any], float]] = deque()
         self._rewards: list[dict[str, Any]] = []  # rewards waiting for their decision (in memory)
         self._lock = threading.Lock()  # one writer at a time (the thread, a reward's flush, close)
@@ -301,6 +315,11 @@ class WriteBehind:
             if self._rewards and self.spool is not None:  # rewards still waiting for their decision survive
                 self.spool.append(self._rewards)
                 self._rewards = []
+            if not self.degraded and not (self.spool and self.spool.size) and self._beaten:
+                # Nothing of ours is left outside Redis: the learner need not wait for us (else it forgets us
+                # after its hold).
+                with contextlib.suppress(*_FAILURES):
+                    self.storage.forget_writer(self.writer_id)
 
     def _run(self) -> None:
         while not self._closed:
@@ -324,6 +343,17 @@ class WriteBehind:
             self._replay(now)
         if self._rewards and not self.degraded:
             self._retry_rewards(now)
+        if self._thread is not None and not self.degraded and now - self._last_beat >= self.beat_interval:
+            self._beat(now)
+
+    def _beat(self, now: float) -> None:
+        try:
+            self.storage.beat_writer(self.writer_id, now)
+            self._last_beat = now
+            self._beaten = True
+        except _FAILURES as exc:
+            metrics.STORAGE_ERRORS.labels("log_event").inc()
+            self._went_away(exc)
 
     def _write(self, batch: list[tuple[Mapping[str, Any], float]]) -> bool:
         """Store a batch in Redis, else in the spool; False when it had to be dropped."""
@@ -384,6 +414,7 @@ class WriteBehind:
         self.degraded = False
         metrics.STORAGE_DEGRADED.set(0)
         log.info("storage reachable again: %d spooled entries replayed", len(entries))
+        self._last_beat = 0.0  # beat on this tick, once the waiting rewards had their try: the learner goes on
 
     def _retry_rewards(self, now: float) -> None:
         still = []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bandit.config import load_config
 from bandit.page import PageFiller
@@ -106,6 +108,52 @@ def test_event_expired_before_join_is_dropped_and_counted(storage: RedisStorage)
     storage.client.delete(f"{storage.prefix}ev:{event_id}")  # as if its TTL ran out while no learner ran
     stats = Joiner(storage, CONFIG, grace=0.0).run_once(now + WINDOW + 1)
     assert stats.expired == 1 and storage.due_length() == 0 and storage.joined_length() == 0
+
+
+def test_the_join_waits_for_a_silent_worker_until_it_beats_again(storage: RedisStorage) -> None:
+    """A worker away from Redis holds rewards in its spool: pages closing after its last beat wait for it."""
+    now = time.time()
+    before, after = log_page(storage, now - WINDOW - 20), log_page(storage, now - WINDOW - 5)
+    storage.beat_writer("w-silent", now - 10)  # clean through 10 s ago (its window-closing pages are held)
+    storage.beat_writer("w-fresh", now)
+    joiner = Joiner(storage, CONFIG, grace=0.0, writer_stale=0.2, writer_hold=30.0)
+    time.sleep(0.3)  # both beats are stale now; 'w-fresh' beats again below
+    storage.beat_writer("w-fresh", time.time())
+    joiner.run_once()
+    assert joined_ids(storage) == {before}  # 'after' closed past the silent worker's beat
+    assert metric_value("storefront_join_waiting_writers") == 1
+    # It replays what it held, then beats: the join goes on.
+    storage.add_reward(after, "hero", "click", {}, now - WINDOW - 4, 60)
+    storage.beat_writer("w-silent", time.time())
+    joiner.run_once()
+    assert joined_ids(storage) == {before, after}
+    hero = next(r for _, r in storage.joined() if r["event_id"] == after and r["slot"] == "hero")
+    assert hero["outcomes"] == ["click"]
+
+
+def test_a_worker_silent_past_the_hold_is_forgotten(storage: RedisStorage, caplog: pytest.LogCaptureFixture) -> None:
+    now = time.time()
+    event_id = log_page(storage, now - WINDOW - 5)
+    storage.beat_writer("w-dead", now - 30)
+    joiner = Joiner(storage, CONFIG, grace=0.0, writer_stale=0.1, writer_hold=0.3)
+    time.sleep(0.15)
+    joiner.run_once()  # Redis has answered this learner for less than the hold: still waiting
+    assert joined_ids(storage) == set()
+    time.sleep(0.35)
+    joiner.run_once()
+    assert joined_ids(storage) == {event_id}
+    assert "w-dead" not in storage.writers()
+    assert "taken for gone" in caplog.text
+
+
+def joined_ids(storage: RedisStorage) -> set[str]:
+    return {r["event_id"] for _, r in storage.joined()}
+
+
+def metric_value(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    assert value is not None
+    return value
 
 
 def test_joined_stream_pages_through_everything(storage: RedisStorage) -> None:

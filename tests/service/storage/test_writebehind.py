@@ -62,6 +62,45 @@ def test_pages_are_written_in_batches_by_the_thread(storage: RedisStorage) -> No
         writer.close()
 
 
+def test_a_worker_beats_while_redis_answers_and_takes_its_beat_out_on_close(storage: RedisStorage) -> None:
+    writer = WriteBehind(storage, flush_interval=0.005, beat_interval=0.05)
+    try:
+        wait_for(lambda: writer.writer_id in storage.writers())
+        first, _ = storage.writers()[writer.writer_id]
+        time.sleep(0.2)
+        again, age = storage.writers()[writer.writer_id]
+        assert again > first and age < 0.2  # it keeps beating, and Redis stamps each beat
+    finally:
+        writer.close()
+    assert writer.writer_id not in storage.writers()  # nothing of it outside Redis: the join need not wait
+
+
+def test_a_worker_away_from_redis_stops_beating_until_it_has_replayed(storage: RedisStorage, tmp_path: Path) -> None:
+    writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0.005, beat_interval=0.05, retry_max=0.2)
+    try:
+        wait_for(lambda: writer.writer_id in storage.writers())
+        writer.storage = away()  # Redis stops answering
+        reward_page = page(time.time())
+        writer.log_event(reward_page, TTL)
+        wait_for(lambda: writer.degraded)
+        writer.add_reward(reward_page["event_id"], "hero", "click", {}, time.time(), TTL, time.time() + WINDOW)
+        silent_since, _ = storage.writers()[writer.writer_id]
+        time.sleep(0.4)
+        assert storage.writers()[writer.writer_id][0] == silent_since  # no beat while away
+        writer.storage = storage  # back: it replays the page and the reward, then beats
+        wait_for(lambda: storage.writers()[writer.writer_id][0] > silent_since)
+        assert b"hero|click" in storage.client.hgetall(f"{storage.prefix}rw:{reward_page['event_id']}")
+    finally:
+        writer.close()
+
+
+def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_close_flushes_what_waits(storage: RedisStorage) -> None:
     writer = WriteBehind(storage, flush_interval=10.0)  # the thread would wait ten seconds
     pages = [page(time.time()) for _ in range(5)]
