@@ -228,7 +228,7 @@ OVERVIEW = Dashboard(
         ),
         Panel(
             "Escalation stage",
-            "Each slot's ladder stage: incumbent, shadow, approval, ramp, promoted.",
+            "Each slot's ladder stage: incumbent, canary, shadow, approval, ramp, promoted.",
             "none",
             (Query(f"max by (slot, stage) (storefront_ladder_stage{{{SLOT}}}) > 0", "{{slot}} · {{stage}}"),),
             kind="state-timeline",
@@ -238,7 +238,7 @@ OVERVIEW = Dashboard(
         Annotation(
             "Escalations",
             "sum by (slot, transition) (increase(storefront_ladder_transitions_total"
-            '{transition=~"trained|ramp|promoted"}[2m])) > 0',
+            '{transition=~"canary|trained|ramp|promoted"}[2m])) > 0',
             "{{slot}}: {{transition}}",
             "green",
         ),

@@ -218,14 +218,16 @@ LEARNER_LAST_RUN = Gauge(
 
 LADDER_TRANSITIONS = Counter(
     "storefront_ladder_transitions_total",
-    "Escalation transitions by slot and kind (trained, no_change, gate_wait, rejected, awaiting_approval, ramp, "
+    "Escalation transitions by slot and kind (canary, trained, no_change, gate_wait, rejected, awaiting_approval, "
+    "ramp, "
     "promoted, rollback, fallback, freeze, unfreeze, train_skipped, started, published), from the learner and the "
     "admin API.",
     ["slot", "transition"],
 )
 LADDER_STAGE = Gauge(
     "storefront_ladder_stage",
-    "1 for each slot's current escalation stage (incumbent, shadow, approval, ramp, promoted), 0 for the others.",
+    "1 for each slot's current escalation stage (incumbent, canary, shadow, approval, ramp, promoted), 0 for the "
+    "others.",
     ["slot", "stage"],
     multiprocess_mode="mostrecent",
 )

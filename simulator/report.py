@@ -512,7 +512,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[str]:
             ax.stackplot(hours, *[nan(shares[t]) for t in tiers], labels=tiers)
             ax.legend(fontsize=8, loc="lower left")
         for entry in report.get("ladder", {}).get(main, []):
-            if entry["slot"] == slot and entry["transition"] in ("ramp", "promoted", "rollback", "fallback"):
+            if entry["slot"] == slot and entry["transition"] in ("canary", "ramp", "promoted", "rollback", "fallback"):
                 ax.axvline(entry["at_hours"], color="black", linewidth=0.8, linestyle=":")
                 ax.text(entry["at_hours"], 1.01, entry["transition"], fontsize=6, rotation=90, va="bottom")
         ax.set(title=f"{slot}: tier share ({main})", xlabel="simulated hours", ylim=(0, 1))

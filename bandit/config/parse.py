@@ -47,7 +47,7 @@ from bandit.config.settings import (
 from bandit.config.yamlpos import ConfigError, Path, Problem
 
 _ESCALATION_INTEGERS = ("min_events", "max_events", "retrain_every", "train_window", "ramp_events",
-                        "guardrail_min_events", "guardrail_window")  # fmt: skip
+                        "guardrail_min_events", "guardrail_window", "canary_events")  # fmt: skip
 _GRADIENT_INTEGERS: dict[str, tuple[int, int | None]] = {
     "batch": (1, 100_000), "halflife": (0, None), "context_bits": (4, 20), "item_bits": (4, 16), "min_events": (0, None)
 }  # fmt: skip
@@ -57,7 +57,8 @@ _GRADIENT_RANGES = {"learning_rate": (0.0, 10.0), "critic_learning_rate": (0.0, 
                     "fairness": (0.0, 100.0)}  # fmt: skip
 _GRADIENT_POSITIVE = {"learning_rate", "critic_learning_rate", "min_exploration", "kl_limit", "prior", "ratio_clip"}
 _ESCALATION_RANGES = {"confidence": (0.5, 0.9999), "guardrail_confidence": (0.5, 0.9999), "holdout": (0.0, 0.5),
-                      "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0)}  # fmt: skip
+                      "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0),
+                      "canary": (0.0, 0.5), "canary_margin": (0.0, 1.0)}  # fmt: skip
 
 
 def load_config(path: str | FsPath) -> StoreConfig:

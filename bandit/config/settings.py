@@ -54,6 +54,11 @@ class EscalationSettings:
     incumbent's exploration that follows the challenger during shadow (0: pure
     shadow, nothing of the challenger is served).  ``tiers`` are the rungs the
     slot may climb to, in ladder order; the slot climbs one at a time.
+    ``canary`` is the share of traffic a gradient challenger serves live before
+    and during its gate (0: shadow only), following its own snapshots for
+    ``canary_events`` joined events, then fixed for the gate.  While it learns
+    it is dropped only when its live reward falls below ``1 − canary_margin``
+    of the incumbent's (it starts out worse: that is what it is there to mend).
     """
 
     mode: str = "off"
@@ -73,6 +78,9 @@ class EscalationSettings:
     guardrail_window: int = 2000
     guardrail_confidence: float = 0.99
     probe: float = 0.0
+    canary: float = 0.10
+    canary_events: int = 20000
+    canary_margin: float = 0.5
 
     def looks(self) -> tuple[int, ...]:
         """Shadow events at which the gate looks: ``min_events``, doubling, up to ``max_events``."""

@@ -4,6 +4,10 @@ Stages of a slot (one :class:`SlotLadder` per slot, driven by the learner on
 its clock — wall time in production, simulated time in the simulator):
 
 ``incumbent``  the incumbent serves everything; no challenger yet (or it was rejected)
+``canary``     a gradient challenger serves ``canary`` of the traffic live (the rest as before, with the
+               probe), and follows the learner's snapshots: it learns from its own picks, which the
+               incumbent's logs cannot teach it, for ``canary_events`` joined events; then its snapshot is
+               fixed and the slot goes to ``shadow``, where the canary share goes on serving it
 ``shadow``     a challenger was trained; its probability vector is computed and logged
                beside every decision; with ``probe`` the incumbent's exploration
                follows it (:func:`bandit.policies.mixture.probe_pmf`), otherwise nothing of it is served
@@ -20,6 +24,14 @@ incumbent's value, at least ``min_lift``.  With ``max_events`` an undecided
 gate looks again at twice as many shadow events, up to ``max_events``, each
 look at a Bonferroni share of the error rate.  A challenger that fails the
 gate is rejected and a new one is trained ``retrain_every`` events later.
+
+Why the canary: a policy learned off-policy from what the rules or a tree
+chose extrapolates to items they seldom show, and the gate rightly refuses
+it.  Learning on its own traffic corrects that (an item it overrates is
+shown, and its reward says so), as it does for a slot on the gradient tier
+from day one.  The guardrail watches the canary arm against the incumbent's
+live reward throughout; the holdout of an earlier promotion pauses meanwhile
+(one secondary arm at a time).
 
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
@@ -153,7 +165,11 @@ class SlotLadder:
             self.health_errors = 0
             return transitions
         self.health_errors = 0
-        if s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
+        if canary_serving(s, self.settings):
+            guard = self._guard(now, promoted=False)
+            if guard:
+                return transitions + guard
+        elif s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
             guard = self._guard(now, promoted=True)
             if guard:
                 return transitions + guard
@@ -166,6 +182,8 @@ class SlotLadder:
             transitions += self._run_gate(now)
         elif s.stage == "ramp":
             transitions += self._ramp(now)
+        elif s.stage == "canary" and s.seen - s.challenger_since >= self.settings.canary_events:
+            transitions += self._fix_canary(now)
         return transitions
 
     def start(self, now: float) -> list[dict[str, Any]]:
@@ -181,10 +199,15 @@ class SlotLadder:
     def _published(self, published: Published, now: float) -> list[dict[str, Any]]:
         """A new trust-region snapshot: it replaces a serving gradient incumbent (a challenger stays as gated)."""
         s = self.state
+        snapshot = published.snapshot
+        if not s.frozen and s.stage == "canary" and s.challenger and s.challenger.get("tier") == "gradient":
+            s.challenger = {"tier": "gradient", "snapshot": snapshot}
+            return [self._record(now, "published", f"{published.reason}; the canary moves to it",
+                                 version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
+                                 kl=round(published.kl, 6))]  # fmt: skip
         if s.frozen or s.incumbent.get("tier") != "gradient":
             return []
-        s.incumbent = {"tier": "gradient", "snapshot": published.snapshot}
-        snapshot = published.snapshot
+        s.incumbent = {"tier": "gradient", "snapshot": snapshot}
         return [self._record(now, "published", f"{published.reason}; the gradient incumbent moves to it",
                              version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
                              kl=round(published.kl, 6))]  # fmt: skip
@@ -227,8 +250,11 @@ class SlotLadder:
                 )
 
     def _arms_since(self) -> float | None:
-        """When the guardrail's arms were last reset: the ramp's start, or the promotion (the holdout's start)."""
+        """When the guardrail's arms were last reset: the canary's or the ramp's start, or the promotion (the
+        holdout's start)."""
         s = self.state
+        if canary_serving(s, self.settings):
+            return next((h["at"] for h in reversed(s.history) if h["transition"] == "canary"), -math.inf)
         if s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
             # The promotion may have left the history's last 200 entries (a gradient incumbent records every
             # trust-region step): then it is older than anything kept, and every buffered record is after it.
@@ -313,8 +339,30 @@ class SlotLadder:
     def _propose_gradient(self, now: float) -> list[dict[str, Any]]:
         assert self.gradient is not None and self.gradient.snapshot_ is not None
         snapshot = self.gradient.snapshot_
+        if self.settings.canary > 0:
+            s = self.state
+            s.challenger = {"tier": "gradient", "snapshot": snapshot}
+            s.challenger_since = s.seen
+            s.stage = "canary"
+            self.since_challenger = []
+            self.arms = {}
+            reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live and learns from "
+                      f"its own picks for {self.settings.canary_events:,} events; then its snapshot is fixed and "
+                      f"gated")  # fmt: skip
+            return [self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                                 share=self.settings.canary)]  # fmt: skip
         self._to_shadow({"tier": "gradient", "snapshot": snapshot})
         reason = "the gradient policy's snapshot is the challenger; evaluating in shadow"
+        return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                             step=snapshot.get("step"))]  # fmt: skip
+
+    def _fix_canary(self, now: float) -> list[dict[str, Any]]:
+        """The canary has learned on its own traffic: its latest snapshot is the challenger the gate judges on
+        events it was not trained on (the canary share keeps serving it meanwhile)."""
+        assert self.state.challenger is not None
+        snapshot = self.state.challenger["snapshot"]
+        self._to_shadow({"tier": "gradient", "snapshot": snapshot})
+        reason = "the canary's snapshot is fixed as the challenger; evaluating in shadow (still serving the canary)"
         return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
                              step=snapshot.get("step"))]  # fmt: skip
 
@@ -400,9 +448,21 @@ class SlotLadder:
             return []
         new = self.arms.get(spec_arm(self.config, new_spec))
         old = self.arms.get(spec_arm(self.config, old_spec))
-        details = guardrail_breached(new, old, self.settings)
+        settings = self.settings
+        if s.stage == "canary":  # still learning: only a canary far below the incumbent is dropped
+            settings = replace(settings, guardrail_margin=max(settings.guardrail_margin, settings.canary_margin))
+        details = guardrail_breached(new, old, settings)
         if details is None:
             return []
+        if not promoted and s.stage != "ramp":  # a canary below the incumbent: dropped, the incumbent stays
+            s.challenger = None
+            s.stage = "promoted" if s.previous is not None else "incumbent"
+            s.next_train_at = s.seen + self.settings.retrain_every
+            self.arms = {}
+            self.since_challenger = []
+            margin = settings.guardrail_margin
+            return [self._record(now, "rollback", f"the canary's live reward is below {1 - margin:.0%} of the "
+                                 "incumbent's", **details)]  # fmt: skip
         return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
                                **details)]  # fmt: skip
 
@@ -455,7 +515,7 @@ class SlotLadder:
         if action == "promote":
             if s.challenger is None:
                 raise ValueError(f"nothing to promote: stage is {s.stage!r} with no challenger")
-            if s.stage in ("shadow", "approval"):
+            if s.stage in ("canary", "shadow", "approval"):
                 return self._start_ramp(now, f"promoted by {actor}")
             return self._promote(now, f"promoted by {actor}")
         raise ValueError(f"unknown action {action!r}; use promote, rollback, freeze or unfreeze")
@@ -472,11 +532,24 @@ def build_policy(config: StoreConfig, slot: str, spec: Mapping[str, Any]) -> Pol
     return tiers.get(name).build(config, slot, spec.get("snapshot"))
 
 
+def canary_serving(state: SlotState, settings: EscalationSettings) -> bool:
+    """True while a gradient challenger serves its canary share (stage ``canary``, and shadow or approval after)."""
+    return (
+        settings.canary > 0
+        and state.stage in ("canary", "shadow", "approval")
+        and (state.challenger or {}).get("tier") == "gradient"
+    )
+
+
 def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]], Policy],
                    settings: EscalationSettings | None = None) -> LadderPolicy:  # fmt: skip
     """The :class:`LadderPolicy` for a state; shares come from ``settings`` (defaults when None)."""
     settings = settings or EscalationSettings()
     primary = build(state.incumbent)
+    if canary_serving(state, settings):
+        assert state.challenger is not None
+        canary = build(state.challenger)
+        return LadderPolicy(slot, primary, canary, settings.canary, shadow=canary, probe=settings.probe)
     if state.stage in ("shadow", "approval") and state.challenger:
         if state.previous and settings.holdout > 0:  # the last promotion's holdout goes on during shadow
             return LadderPolicy(slot, primary, build(state.previous), settings.holdout, shadow=build(state.challenger),

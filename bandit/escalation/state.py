@@ -8,7 +8,7 @@ from typing import Any
 
 from bandit.config import StoreConfig
 
-STAGES = ("incumbent", "shadow", "approval", "ramp", "promoted")
+STAGES = ("incumbent", "canary", "shadow", "approval", "ramp", "promoted")
 STATE_KIND = "storefront.ladder.v1"
 
 

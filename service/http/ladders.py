@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import redis
 
 from bandit.config import SlotConfig, StoreConfig
-from bandit.escalation.ladder import build_policy, serving_policy
+from bandit.escalation.ladder import build_policy, canary_serving, serving_policy
 from bandit.escalation.state import SlotState, snapshot_version
 from bandit.policies.base import Policy
 from bandit.policies.mixture import LadderPolicy
@@ -56,10 +56,13 @@ def live_tier(slot: SlotConfig, state: SlotState | None) -> str:
 
 
 def secondary_share(slot: SlotConfig, state: SlotState | None) -> float:
-    """Traffic share of the slot's secondary arm: the ramping challenger, or the holdout after a promotion."""
+    """Traffic share of the slot's secondary arm: a gradient canary, the ramping challenger, or the holdout after a
+    promotion."""
     if state is None:
         return 0.0
     settings = slot.escalation
+    if canary_serving(state, settings):
+        return float(settings.canary)
     if state.stage == "ramp" and state.challenger:
         return float(settings.ramp[min(state.ramp_step, len(settings.ramp) - 1)])
     if state.stage == "promoted" and state.previous and settings.holdout > 0:

@@ -74,7 +74,7 @@ def register(bench: Any) -> None:
     """Add ``storefront bench quality``."""
     parser = bench.add_parser(
         "quality",
-        help="every rung vs the oracle and tuned VW peers on the shipped scenarios (expected reward, % of oracle)",
+        help="every rung vs the oracle and tuned VW peers on the shipped scenarios (expected reward, %% of oracle)",
         description="Run uniform, rules, rules→tree, the full ladder, the gradient policy from day one, the tuned VW "
         "peers and the oracle on the same simulated shoppers, for each scenario and seed; print the % of the "
         "oracle per slot and per page (whole run and last 20%) with 95% intervals over seeds, check the targets, "
@@ -88,6 +88,9 @@ def register(bench: Any) -> None:
     parser.add_argument("--false-promotion-seeds", type=int, default=20,
                         help="seeds of the rules-optimal check (default 20; 0 skips it)")  # fmt: skip
     parser.add_argument("--false-promotion-events", type=int, default=150_000)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS),
+                        help="run only these arms (and the oracle, always): e.g. `--arms ladder rules` with "
+                        "`--peers` given no names runs no VW (default: every arm)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     parser.add_argument("--quick", action="store_true",
                         help="the CI form: vr-store, 30,000 pages, 1 seed, SquareCB only")  # fmt: skip
@@ -127,7 +130,19 @@ def capped(config: StoreConfig, slot: str, cap: ExposureSettings = CAP) -> Store
     return dataclasses.replace(config, slots=slots, version=f"{config.version}-cap")
 
 
-def quality_arms(config: StoreConfig, scenario: str, seed: int, peers: Sequence[str]) -> list[Arm]:
+ARMS = ("uniform", "rules", "tree", "ladder", "gradient", "ladder-cap")
+
+
+def quality_arms(config: StoreConfig, scenario: str, seed: int, peers: Sequence[str],
+                 only: Sequence[str] | None = None) -> list[Arm]:  # fmt: skip
+    """Every arm of the comparison (``only``: just those of :data:`ARMS` named, the oracle and the peers)."""
+    arms = _all_arms(config, scenario, seed, peers)
+    if only is None:
+        return arms
+    return [a for a in arms if a.name == "oracle" or a.kind == "peer" or a.name in only]
+
+
+def _all_arms(config: StoreConfig, scenario: str, seed: int, peers: Sequence[str]) -> list[Arm]:
     standard = {a.name: a for a in standard_arms(config, seed, peers=(), include_config=False)}
     arms = [standard["oracle"], standard["uniform"]]
     rules, tree, gradient = rules_only(config), tree_only(config), gradient_day_one(config)
@@ -149,13 +164,14 @@ def quality_arms(config: StoreConfig, scenario: str, seed: int, peers: Sequence[
 # --------------------------------------------------------------------------- one run
 
 
-def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers: Sequence[str]) -> dict[str, Any]:
+def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers: Sequence[str],
+            only: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """One scenario × seed: every arm on the same shoppers; returns the sums the summary needs (JSON-able)."""
     from simulator.report import launches
 
     config = load_config(config_path)
     scenario = load_scenario(scenario_name, config)
-    arms = quality_arms(config, scenario_name, seed, peers)
+    arms = quality_arms(config, scenario_name, seed, peers, only)
     started = time.perf_counter()
     result = simulate(config, scenario, events, seed, arms=arms)
     seconds = time.perf_counter() - started
@@ -179,8 +195,8 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
             start = scenario.start
             entry["transitions"] = [
                 {"hour": round((h["at"] - start) / 3600.0, 2), "slot": h["slot"], "transition": h["transition"],
-                 "version": h.get("version")}
-                for h in history() if h["transition"] in ("promoted", "rollback", "fallback", "trained")
+                 "version": h.get("version"), "serving": str(h.get("incumbent") or "").split(":")[0]}
+                for h in history() if h["transition"] in ("canary", "promoted", "rollback", "fallback", "trained")
             ]  # fmt: skip
             if shift is not None:
                 entry["rollback_after_drift"] = any(
@@ -353,6 +369,15 @@ def print_summary(data: Mapping[str, Any]) -> None:
                     f"  {e['item']} ({e['verdict']}, oracle share {100 * (e['oracle_share'] or 0):.1f}%): "
                     + "; ".join(cells)
                 )
+    for r in data["runs"]:
+        steps = r["arms"].get("ladder", {}).get("transitions", [])
+        if steps:
+            print(f"\nthe ladder in {r['scenario']} seed {r['seed']} (simulated hours):")
+            for slot in r["slots"]:
+                mine = [t for t in steps if t["slot"] == slot and t["transition"] != "trained"]
+                line = ", ".join(f"{t['hour']:.0f} h {t['transition']} (then {t.get('serving', '?')} serves)"
+                                 for t in mine)  # fmt: skip
+                print(f"  {slot}: {line or 'stayed on its rules'}")
     peers = {name: a["settings"] for r in data["runs"] for name, a in r["arms"].items() if "settings" in a}
     if peers:
         print("\nVW peers (tuned by `storefront bench vw-tune` on seed 1001, never used here):")
@@ -369,7 +394,8 @@ def run_bench_quality(args: argparse.Namespace) -> int:
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
-    jobs = [(name, str(EXAMPLES / SCENARIOS[name]), args.events, seed, tuple(args.peers))
+    only = tuple(args.arms) if getattr(args, "arms", None) else None
+    jobs = [(name, str(EXAMPLES / SCENARIOS[name]), args.events, seed, tuple(args.peers), only)
             for name in args.scenarios for seed in range(1, args.seeds + 1)]  # fmt: skip
     started = time.perf_counter()
     print(f"{len(jobs)} runs of {args.events:,} pages ({', '.join(args.scenarios)}; seeds 1–{args.seeds}) and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -42,6 +44,17 @@ class LiveService:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def export_until(self, out: Path, expected: set[tuple[str, str]], timeout: float) -> list[dict[str, Any]]:
+        """Export the joined log every second until it holds every ``(event id, slot)`` of ``expected`` (or the
+        time is up); returns its records."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.storefront("export", "--out", str(out))
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+            if {(r["event_id"], r["slot"]) for r in records} >= expected or time.monotonic() > deadline:
+                return records
+            time.sleep(1)
 
 
 def start_service(

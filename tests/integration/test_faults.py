@@ -121,15 +121,8 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
 
         # The spools drain, then the learner joins everything (replayed pages wait 10 s for the join).
         expected = {(eid, slot) for eid, slots in served.items() for slot in slots}
-        out = tmp_path / "joined.jsonl"
-        deadline = time.monotonic() + 90
-        while True:
-            live.storefront("export", "--out", str(out))
-            records = [json.loads(line) for line in out.read_text().splitlines()]
-            joined = Counter((r["event_id"], r["slot"]) for r in records)
-            if set(joined) >= expected or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        records = live.export_until(tmp_path / "joined.jsonl", expected, timeout=90)
+        joined = Counter((r["event_id"], r["slot"]) for r in records)
         assert not [k for k, n in joined.items() if n > 1], "a decision joined twice"
         missing = expected - set(joined)
         spool = metric(live.url, "storefront_spool_bytes")

@@ -9,7 +9,6 @@ the gradient learner ends having learned every joined record of its slot exactly
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -100,14 +99,7 @@ def test_two_servers_two_learners_one_redis(tmp_path: Path) -> None:
 
         assert set(answers) <= {"accepted", "queued"}, answers
         expected = {(eid, slot) for eid, slots in served.items() for slot in slots}
-        out = tmp_path / "joined.jsonl"
-        deadline = time.monotonic() + 60
-        while True:
-            b.storefront("export", "--out", str(out))
-            records = [json.loads(line) for line in out.read_text().splitlines()]
-            if len(records) >= len(expected) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        records = b.export_until(tmp_path / "joined.jsonl", expected, timeout=60)
         joined = Counter((r["event_id"], r["slot"]) for r in records)
         assert set(joined) == expected and max(joined.values()) == 1
         assert rewarded <= {(r["event_id"], r["slot"]) for r in records if r["reward"] > 0}

@@ -160,7 +160,7 @@ def admin_paths(slot_names: list[str]) -> dict[str, Any]:
         ),
     }  # fmt: skip
     actions = {
-        "promote": "From shadow or approval: start the ramp. During a ramp: promote the challenger at once.",
+        "promote": "From canary, shadow or approval: start the ramp. During a ramp: promote the challenger at once.",
         "rollback": "From a ramp: back to the incumbent. After a promotion: back to the previous tier. On a learned "
         "incumbent: back to rules.",
         "freeze": "Stop automatic transitions (training, gate, ramp steps, guardrail); the slot keeps serving as is.",

@@ -37,15 +37,17 @@ def ladder_properties() -> dict[str, Any]:
         "stage": {
             "type": "string",
             "enum": list(STAGES),
-            "description": "Escalation stage: `incumbent` (no challenger), `shadow` (challenger logged beside every "
-            "decision, not served), `approval` (gate passed, waiting for an operator), `ramp`, `promoted`.",
+            "description": "Escalation stage: `incumbent` (no challenger), `canary` (a gradient challenger serves "
+            "`share` of the traffic and follows its learner), `shadow` (challenger logged beside every decision, "
+            "served only as a gradient canary), `approval` (gate passed, waiting for an operator), `ramp`, "
+            "`promoted`.",
         },
         "share": {
             "type": "number",
             "minimum": 0,
             "maximum": 1,
-            "description": "Traffic share of the secondary arm: the challenger during a ramp, the previous tier as "
-            "holdout after a promotion; 0 otherwise.",
+            "description": "Traffic share of the secondary arm: a gradient canary, the challenger during a ramp, the "
+            "previous tier as holdout after a promotion; 0 otherwise.",
         },
         "incumbent_version": {"type": ["string", "null"], "description": "Snapshot version of the incumbent model."},
         "challenger_version": {"type": ["string", "null"], "description": "Snapshot version of the challenger."},

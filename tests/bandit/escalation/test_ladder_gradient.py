@@ -11,12 +11,21 @@ import pytest
 from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, new_gradient_learner
-from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, trainer
+from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, traffic, trainer
 
 SETTINGS = EscalationSettings(
-    mode="auto", tiers=("gradient",), min_events=200, retrain_every=600, ramp=(0.1, 1.0), ramp_events=300,
-    holdout=0.1, guardrail_margin=0.1, guardrail_min_events=60, guardrail_window=400,
-)  # fmt: skip
+    mode="auto",
+    tiers=("gradient",),
+    min_events=200,
+    retrain_every=600,
+    ramp=(0.1, 1.0),
+    ramp_events=300,
+    holdout=0.1,
+    guardrail_margin=0.1,
+    guardrail_min_events=60,
+    guardrail_window=400,
+    canary=0.0,
+)  # fmt: skip  (canary 0: the pure-shadow path; the canary's tests set it)
 
 
 def config(**gradient: Any) -> StoreConfig:
@@ -25,11 +34,13 @@ def config(**gradient: Any) -> StoreConfig:
     return replace(CONFIG, slots=slots)
 
 
-def gradient_ladder(passed: bool = True, **gradient: Any) -> tuple[SlotLadder, FakeGate]:
+def gradient_ladder(
+    passed: bool = True, settings: EscalationSettings = SETTINGS, **gradient: Any
+) -> tuple[SlotLadder, FakeGate]:
     cfg = config(**gradient)
     gate = FakeGate(passed)
     learner = new_gradient_learner(cfg, "hero", None)
-    return SlotLadder(cfg, "hero", SETTINGS, trainer, gate, gradient=learner), gate
+    return SlotLadder(cfg, "hero", settings, trainer, gate, gradient=learner), gate
 
 
 def reward_for(item: str) -> float:
@@ -124,3 +135,63 @@ def test_above_a_tree_the_gradient_policy_and_newer_trees_take_turns_as_challeng
     after = [a for a in attempts[2:] if a[0] != "promoted"]
     # a gradient challenger (rejected), then a newer tree (here the same one: no_change), then the gradient again
     assert [a[1].split("-")[0] for a in after[:4]] == ["gradient", "tree", "gradient", "tree"], after
+
+
+CANARY = replace(SETTINGS, canary=0.2, canary_events=1000)
+
+
+def test_a_gradient_canary_serves_its_share_follows_its_snapshots_then_is_fixed_and_gated() -> None:
+    lad, gate = gradient_ladder(settings=CANARY, kl_limit=0.02)
+    transitions = feed(lad, 600, reward_of=noisy_rewards({"c": 0.3}))
+    assert kinds(transitions)[0] == "canary" and lad.state.stage == "canary"
+    assert "serves 20% of the traffic live" in transitions[0]["reason"]
+    policy = lad.policy()
+    assert policy.secondary is not None and policy.secondary.tier == "gradient" and policy.share == 0.2
+    records = traffic(lad, 300, start=600, reward_of=noisy_rewards({"c": 0.3}))
+    served = sum(r["tier"] == "gradient" for r in records) / len(records)
+    assert 0.12 < served < 0.28  # its share of the pages, drawn per event
+    for r in records:  # the logged propensity is the mixture's: what the item's chance really was
+        probs = policy._pmf(r["context"], r["candidates"])[0]
+        assert r["propensity"] == pytest.approx(probs[r["candidates"].index(r["chosen"])])
+    # It learns from its own picks and serves each new trust-region step...
+    transitions = feed(lad, 1400, start=600, reward_of=noisy_rewards({"c": 0.3}))
+    moves = [t for t in transitions if t["transition"] == "published"]
+    assert moves and all(t["reason"].endswith("the canary moves to it") for t in moves)
+    fixed = transitions[kinds(transitions).index("trained")]
+    assert fixed["version"] == moves[-1]["version"] and "fixed as the challenger" in fixed["reason"]
+    # ...until canary_events: then the snapshot is fixed, and the gate judges it on events after that.
+    assert fixed["at"] >= 1000 and lad.state.stage in ("shadow", "ramp", "promoted")
+    after = [t for t in transitions if t["at"] > fixed["at"]]
+    assert not [t for t in after if t["transition"] == "published" and "canary" in t["reason"]]
+    assert gate.calls and gate.calls[0] == SETTINGS.min_events
+
+
+def test_the_canary_keeps_serving_while_the_fixed_challenger_is_gated() -> None:
+    lad, gate = gradient_ladder(passed=False, settings=replace(CANARY, min_events=2000), kl_limit=0.02)
+    feed(lad, 1700, reward_of=noisy_rewards({"c": 0.3}))
+    assert lad.state.stage == "shadow" and not gate.calls
+    version = lad.state.challenger["snapshot"]["version"]
+    policy = lad.policy()
+    assert policy.secondary.tier == "gradient" and policy.secondary.version == version and policy.share == 0.2
+    feed(lad, 2000, start=1700, reward_of=noisy_rewards({"c": 0.3}))
+    assert gate.calls == [2000] and lad.state.stage == "incumbent" and lad.state.challenger is None  # rejected
+
+
+def test_a_canary_earning_less_than_the_incumbent_is_dropped_by_the_guardrail() -> None:
+    lad, _ = gradient_ladder(settings=CANARY)
+    transitions = feed(lad, 3000, reward_of=lambda d: 0.0 if d.tier == "gradient" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert "canary's live reward is below 50% of the incumbent's" in rollback["reason"]  # canary_margin
+    assert rollback["stage"] == "incumbent" and rollback["incumbent"] == "rules" and rollback["challenger"] is None
+    assert lad.policy().secondary is None  # nothing of it is served any more
+
+
+def test_a_learning_canary_may_trail_the_incumbent_by_its_margin_but_a_fixed_one_may_not() -> None:
+    settings = replace(CANARY, max_events=1600)  # the gate waits (looks at 200, 400, 800, 1600 shadow events)
+    lad, _ = gradient_ladder(passed=False, settings=settings)
+    transitions = feed(lad, 1700, reward_of=lambda d: 0.7 if d.tier == "gradient" else 1.0)
+    assert kinds(transitions)[0] == "canary" and transitions[0]["at"] == 550
+    assert "rollback" not in kinds(transitions) and lad.state.stage == "shadow"  # 70% ≥ 1 − canary_margin
+    transitions = feed(lad, 3000, start=1700, reward_of=lambda d: 0.7 if d.tier == "gradient" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert "below 90% of the incumbent's" in rollback["reason"]  # fixed: the guardrail's own margin (0.1)

@@ -137,6 +137,28 @@ def test_workers_serve_a_new_ramp_without_restart_and_log_the_mixture(
     assert slots["row-1"]["stage"] == "incumbent" and slots["row-1"]["share"] == 0.0
 
 
+def test_workers_serve_a_gradient_canary_at_its_share_and_report_the_stage(
+    client: FlaskClient, storage: RedisStorage, config: StoreConfig
+) -> None:
+    from bandit.escalation.ladder import build_policy
+    from bandit.escalation.learner import new_gradient_learner
+
+    learner = new_gradient_learner(config, "hero", None)
+    canary = learner.imitate(build_policy(config, "hero", {"tier": "rules", "snapshot": None})).snapshot
+    save(storage, state(config, "canary", challenger={"tier": "gradient", "snapshot": canary}))
+    share = config.slot("hero").escalation.canary
+    tiers = []
+    for _ in range(200):
+        page = rank(client)
+        tiers.append(page["slots"][0]["tier"])
+        logged = logged_hero(storage, page["event_id"])
+        assert logged["propensity"] == pytest.approx(logged["pmf"][logged["candidates"].index(logged["item"])])
+    assert set(tiers) == {"rules", "gradient"} and 0.03 < tiers.count("gradient") / len(tiers) < 0.2  # share 0.1
+    slots = {s["slot"]: s for s in client.get("/v1/slots").get_json()["slots"]}
+    assert slots["hero"]["stage"] == "canary" and slots["hero"]["share"] == share == 0.1
+    assert slots["hero"]["challenger_version"] == canary["version"]
+
+
 def test_shadow_is_logged_beside_the_decision_and_joined(
     client: FlaskClient, storage: RedisStorage, config: StoreConfig
 ) -> None:

@@ -18,6 +18,7 @@ from service.http.ids import new_event_id
 from service.storage import RedisStorage
 from service.storage.writebehind import _HOST as HOST
 from service.storage.writebehind import QUEUED, Spool, WriteBehind
+from tests.support import wait_for
 
 WINDOW = 60.0
 TTL = WINDOW + 3600
@@ -65,7 +66,7 @@ def test_pages_are_written_in_batches_by_the_thread(storage: RedisStorage) -> No
 def test_a_worker_beats_while_redis_answers_and_takes_its_beat_out_on_close(storage: RedisStorage) -> None:
     writer = WriteBehind(storage, flush_interval=0.005, beat_interval=0.05)
     try:
-        wait_for(lambda: writer.writer_id in storage.writers())
+        assert wait_for(lambda: writer.writer_id in storage.writers(), 5)
         first, _ = storage.writers()[writer.writer_id]
         time.sleep(0.2)
         again, age = storage.writers()[writer.writer_id]
@@ -78,27 +79,20 @@ def test_a_worker_beats_while_redis_answers_and_takes_its_beat_out_on_close(stor
 def test_a_worker_away_from_redis_stops_beating_until_it_has_replayed(storage: RedisStorage, tmp_path: Path) -> None:
     writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0.005, beat_interval=0.05, retry_max=0.2)
     try:
-        wait_for(lambda: writer.writer_id in storage.writers())
+        assert wait_for(lambda: writer.writer_id in storage.writers(), 5)
         writer.storage = away()  # Redis stops answering
         reward_page = page(time.time())
         writer.log_event(reward_page, TTL)
-        wait_for(lambda: writer.degraded)
+        assert wait_for(lambda: writer.degraded, 5)
         writer.add_reward(reward_page["event_id"], "hero", "click", {}, time.time(), TTL, time.time() + WINDOW)
         silent_since, _ = storage.writers()[writer.writer_id]
         time.sleep(0.4)
         assert storage.writers()[writer.writer_id][0] == silent_since  # no beat while away
         writer.storage = storage  # back: it replays the page and the reward, then beats
-        wait_for(lambda: storage.writers()[writer.writer_id][0] > silent_since)
+        assert wait_for(lambda: storage.writers()[writer.writer_id][0] > silent_since, 5)
         assert b"hero|click" in storage.client.hgetall(f"{storage.prefix}rw:{reward_page['event_id']}")
     finally:
         writer.close()
-
-
-def wait_for(condition: Any, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_close_flushes_what_waits(storage: RedisStorage) -> None:
