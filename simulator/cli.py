@@ -17,13 +17,13 @@ import time
 from typing import Any
 
 from bandit.config import ConfigError, load_config
-from simulator.bench import ladder, learn, ope, quality, vw_tune
+from simulator.bench import evaluate, ladder, learn, ope, quality, vw_tune
 from simulator.bench import simulate as bench_simulate
 from simulator.progress import Progress
 from simulator.runner import PEERS, simulate
 from simulator.scenario import load_scenario, shipped_scenarios
 
-_BENCHMARKS = (bench_simulate, ladder, learn, ope, quality, vw_tune)
+_BENCHMARKS = (bench_simulate, evaluate, ladder, learn, ope, quality, vw_tune)
 
 
 def register(top: Any, bench: Any) -> None:
