@@ -165,12 +165,9 @@ class SlotLadder:
             self.health_errors = 0
             return transitions
         self.health_errors = 0
-        if canary_serving(s, self.settings):
-            guard = self._guard(now, promoted=False)
-            if guard:
-                return transitions + guard
-        elif s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
-            guard = self._guard(now, promoted=True)
+        canary = canary_serving(s, self.settings)  # the canary is judged against the incumbent, not the holdout
+        if canary or (s.previous is not None and s.stage in ("promoted", "shadow", "approval")):
+            guard = self._guard(now, promoted=not canary)
             if guard:
                 return transitions + guard
         training = self.settings.mode != "off"  # off: no new challenger (an operator's ramp still completes)
@@ -339,19 +336,15 @@ class SlotLadder:
     def _propose_gradient(self, now: float) -> list[dict[str, Any]]:
         assert self.gradient is not None and self.gradient.snapshot_ is not None
         snapshot = self.gradient.snapshot_
+        self._to_shadow({"tier": "gradient", "snapshot": snapshot})
         if self.settings.canary > 0:
-            s = self.state
-            s.challenger = {"tier": "gradient", "snapshot": snapshot}
-            s.challenger_since = s.seen
-            s.stage = "canary"
-            self.since_challenger = []
+            self.state.stage = "canary"  # shadow's bookkeeping, with the challenger served at its share
             self.arms = {}
             reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live and learns from "
                       f"its own picks for {self.settings.canary_events:,} events; then its snapshot is fixed and "
                       f"gated")  # fmt: skip
             return [self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
                                  share=self.settings.canary)]  # fmt: skip
-        self._to_shadow({"tier": "gradient", "snapshot": snapshot})
         reason = "the gradient policy's snapshot is the challenger; evaluating in shadow"
         return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
                              step=snapshot.get("step"))]  # fmt: skip
@@ -455,14 +448,9 @@ class SlotLadder:
         if details is None:
             return []
         if not promoted and s.stage != "ramp":  # a canary below the incumbent: dropped, the incumbent stays
-            s.challenger = None
-            s.stage = "promoted" if s.previous is not None else "incumbent"
-            s.next_train_at = s.seen + self.settings.retrain_every
-            self.arms = {}
-            self.since_challenger = []
             margin = settings.guardrail_margin
-            return [self._record(now, "rollback", f"the canary's live reward is below {1 - margin:.0%} of the "
-                                 "incumbent's", **details)]  # fmt: skip
+            return [self._drop_challenger(now, f"the canary's live reward is below {1 - margin:.0%} of the "
+                                          "incumbent's", **details)]  # fmt: skip
         return [self._rollback(now, "live reward below the previous tier by more than the guardrail margin",
                                **details)]  # fmt: skip
 
@@ -470,13 +458,18 @@ class SlotLadder:
         """Drop the ramping challenger, or go back to the previous tier (after a promotion)."""
         s = self.state
         if s.stage == "ramp" or s.previous is None:
-            s.challenger = None
-            s.stage = "promoted" if s.previous is not None else "incumbent"
-            s.next_train_at = s.seen + self.settings.retrain_every
-            self.arms = {}
-            self.since_challenger = []
-            return self._record(now, "rollback", reason, **details)
+            return self._drop_challenger(now, reason, **details)
         return self._back_to(s.previous, now, "rollback", reason, **details)
+
+    def _drop_challenger(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
+        """A ``rollback`` that drops the challenger; the incumbent stays as it was."""
+        s = self.state
+        s.challenger = None
+        s.stage = "promoted" if s.previous is not None else "incumbent"
+        s.next_train_at = s.seen + self.settings.retrain_every
+        self.arms = {}
+        self.since_challenger = []
+        return self._record(now, "rollback", reason, **details)
 
     def _fallback_to_rules(self, now: float, reason: str) -> dict[str, Any]:
         return self._back_to({"tier": "rules", "snapshot": None}, now, "fallback", reason)
