@@ -16,7 +16,7 @@ from bandit.config import EscalationSettings, StoreConfig
 from bandit.eventlog.events import learnable
 from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope.estimators import ESTIMATORS, lift
-from bandit.ope.evaluation import policy_data
+from bandit.ope.evaluation import policy_data, round_scores
 from bandit.policies.base import Policy
 
 
@@ -27,7 +27,8 @@ def lift_gate(config: StoreConfig, slot: str, records: Sequence[Mapping[str, Any
     estimator = ESTIMATORS[settings.estimator](confidence=settings.confidence)
     model = CrossFitRewardModel(config, rounds, folds=2, seed=seed) if estimator.needs_model else None
     try:
-        target, base = policy_data(rounds, challenger, model), policy_data(rounds, incumbent, model)
+        scores = round_scores(model, rounds) if model is not None else None
+        target, base = policy_data(rounds, challenger, model, scores), policy_data(rounds, incumbent, model, scores)
         result = lift(estimator, target, base)
         # The diagnostics beside the lift, for the learning-health dashboard: how far to trust it.
         target_estimate, base_estimate = estimator.estimate(target), estimator.estimate(base)

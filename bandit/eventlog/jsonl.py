@@ -9,11 +9,14 @@ rest, so nothing is skipped.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 REQUIRED = ("slot", "context", "candidates", "chosen", "propensity", "reward")
 _MAX_LISTED = 50
@@ -34,6 +37,18 @@ class LogError(ValueError):
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _probabilities_sum(values: Any) -> float | None:
+    """The exact sum of a list of finite numbers ≥ 0 (not bools), or None when it is not one — checked in bulk,
+    as a month of a hero's log has 31 of them on each of a million lines."""
+    if not isinstance(values, list) or not values or not {type(v) for v in values} <= {float, int}:
+        return None
+    try:
+        total = math.fsum(values)
+    except (OverflowError, ValueError):  # inf − inf
+        return None
+    return total if math.isfinite(total) and min(values) >= 0 else None
 
 
 def check_record(record: Any) -> list[tuple[str, str]]:
@@ -68,10 +83,11 @@ def check_record(record: Any) -> list[tuple[str, str]]:
         problems.append(("reward", f"must be a finite number (got {record['reward']!r})"))
     pmf = record.get("pmf")
     if pmf is not None and candidates is not None:
-        if not isinstance(pmf, list) or len(pmf) != len(candidates) or not all(_finite(p) and p >= 0 for p in pmf):
+        total = _probabilities_sum(pmf)
+        if not isinstance(pmf, list) or len(pmf) != len(candidates) or total is None:
             problems.append(("pmf", "must be a list of probabilities ≥ 0, one per candidate"))
-        elif not math.isclose(math.fsum(pmf), 1.0, abs_tol=1e-6):
-            problems.append(("pmf", f"must sum to 1 (sums to {math.fsum(pmf):.6f})"))
+        elif not math.isclose(total, 1.0, abs_tol=1e-6):
+            problems.append(("pmf", f"must sum to 1 (sums to {total:.6f})"))
         elif record["chosen"] in candidates and _finite(propensity):
             logged = pmf[candidates.index(record["chosen"])]
             if not math.isclose(logged, propensity, rel_tol=1e-6, abs_tol=1e-9):
@@ -80,9 +96,12 @@ def check_record(record: Any) -> list[tuple[str, str]]:
 
 
 class _Compactor:
-    """Shares what records repeat: field names and context values are interned, and records with the same
-    candidates get one list (read-only by convention).  A month of a hero's log repeats its candidates on every
-    line: measured on 100,000 records of the example store, 6.7 → 2.4 KB per record in memory."""
+    """Shares what records repeat: context values and the short strings of every record are interned, and
+    records with the same candidates, or the same probabilities, get one list (read-only by convention).  A
+    month of a hero's log repeats its candidates on every line, and a rules tier its few probability vectors.
+    Measured on the example store's hero, the reader's peak memory per record: 6.7 KB with nothing shared,
+    2.4 KB with the candidates shared, 1.3 KB (at 1,000,000 records) with the probabilities shared as well.
+    Field names need no interning: orjson reuses its key strings."""
 
     def __init__(self) -> None:
         self.lists: dict[tuple[Any, ...], list[Any]] = {}
@@ -91,23 +110,27 @@ class _Compactor:
     def text(self, value: Any) -> Any:
         return self.strings.setdefault(value, value) if isinstance(value, str) else value
 
+    def shared(self, values: Any) -> Any:
+        if not isinstance(values, list) or len(self.lists) >= 20_000:
+            return values
+        key = tuple(values)
+        found = self.lists.get(key)
+        if found is None:
+            found = self.lists[key] = [self.text(v) for v in values]
+        return found
+
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         text = self.text
-        out = {text(k): v for k, v in record.items()}
-        context = out.get("context")
+        context = record.get("context")
         if isinstance(context, dict):
-            out["context"] = {text(k): text(v) for k, v in context.items()}
-        candidates = out.get("candidates")
-        if isinstance(candidates, list) and len(self.lists) < 10_000:
-            key = tuple(candidates)
-            shared = self.lists.get(key)
-            if shared is None:
-                shared = self.lists[key] = [text(c) for c in candidates]
-            out["candidates"] = shared
-        for field in ("chosen", "slot", "tier", "policy_version", "format"):
-            if field in out:
-                out[field] = text(out[field])
-        return out
+            record["context"] = {k: text(v) for k, v in context.items()}
+        for field in ("candidates", "pmf"):
+            if field in record:
+                record[field] = self.shared(record[field])
+        for field in ("chosen", "slot", "tier", "policy_version", "config_version", "explanation", "format"):
+            if field in record:
+                record[field] = text(record[field])
+        return record
 
 
 def parse_lines(lines: Iterable[str], source: str = "<log>") -> list[dict[str, Any]]:
@@ -116,22 +139,33 @@ def parse_lines(lines: Iterable[str], source: str = "<log>") -> list[dict[str, A
     problems: list[tuple[int, str, str]] = []
     total = 0
     compact = _Compactor()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            total += 1
-            if len(problems) < _MAX_LISTED:
-                problems.append((number, "line", f"not valid JSON: {exc}"))
-            continue
-        found = check_record(record)
-        if found:
-            total += len(found)
-            problems.extend((number, f, m) for f, m in found if len(problems) < _MAX_LISTED)
-        else:
-            records.append(compact(record))
+    # Parsed records hold no reference cycles, so the cyclic collector has nothing to find in them; left on, it
+    # walks every record read so far again and again (half of the reading time at 100,000 records).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                try:  # Python's json also reads NaN and Infinity, which check_record then names by field
+                    record = json.loads(line)
+                except ValueError as exc:
+                    total += 1
+                    if len(problems) < _MAX_LISTED:
+                        problems.append((number, "line", f"not valid JSON: {exc}"))
+                    continue
+            found = check_record(record)
+            if found:
+                total += len(found)
+                problems.extend((number, f, m) for f, m in found if len(problems) < _MAX_LISTED)
+            else:
+                records.append(compact(record))
+    finally:
+        if collecting:
+            gc.enable()
     if problems:
         raise LogError(source, problems, total)
     return records

@@ -22,6 +22,27 @@ def _context_key(context: Mapping[str, Any]) -> str:
     return json.dumps(context, sort_keys=True, separators=(",", ":"))
 
 
+_CHUNK = 100_000  # rounds scored at once by predict_rounds (bounds its temporary arrays)
+
+
+class RoundScores:
+    """``q̂`` of every catalog item for each logged round (``values[i, j]``: round ``i``, item ``items[j]``);
+    calling it with a round and its candidates gives their scores in the candidates' order."""
+
+    def __init__(self, values: np.ndarray, items: Sequence[str]):
+        self.values = values
+        self.position = {item: j for j, item in enumerate(items)}
+        self._lists: dict[int, tuple[Sequence[str], np.ndarray]] = {}
+
+    def __call__(self, i: int, candidates: Sequence[str]) -> np.ndarray:
+        cached = self._lists.get(id(candidates))
+        if cached is None or cached[0] is not candidates:  # records that share a candidate list share its index
+            if len(self._lists) >= 10_000:
+                self._lists.clear()
+            cached = self._lists[id(candidates)] = (candidates, np.array([self.position[c] for c in candidates]))
+        return self.values[i, cached[1]]
+
+
 class CrossFitRewardModel:
     """``q̂(x, a)`` from K models, each trained on the rounds outside one fold.
 
@@ -47,7 +68,8 @@ class CrossFitRewardModel:
     seed
         Fold assignment and VW seed.
     passes
-        Passes over the training rounds (shuffled each time).
+        Passes over the training rounds (shuffled each time).  The models learn them through VW's own parser
+        (:meth:`bandit.learners.vw.RewardRegressor.learn_all`).
     """
 
     def __init__(
@@ -80,12 +102,13 @@ class CrossFitRewardModel:
         fitted = [self._positive_values(records, rewards, k, shrinkage) for k in range(folds)]
         self.values = [values for values, _ in fitted]
         self.overall = [overall for _, overall in fitted]
-        for _ in range(passes):
-            for i in rng.permutation(len(records)):
-                record = records[i]
-                for k, model in enumerate(self.models):
-                    if folds == 1 or self.fold[i] != k:
-                        model.learn(record["context"], record["chosen"], float(record["reward"]))
+        self.passes = passes
+        order = [rng.permutation(len(records)) for _ in range(passes)]
+        text = self.models[0].features
+        lines = [text(r["context"], r["chosen"]) for r in records] if passes else []
+        for k, model in enumerate(self.models):
+            model.learn_all((lines[i], rewards[i]) for sweep in order for i in sweep.tolist()
+                            if folds == 1 or self.fold[i] != k)  # fmt: skip
         self._cache: dict[tuple[int, str], dict[str, float]] = {}
 
     def _positive_values(
@@ -116,6 +139,22 @@ class CrossFitRewardModel:
             for item, q in zip(missing, raw, strict=True):
                 cached[item] = q
         return [cached[c] for c in candidates]
+
+    def predict_rounds(self, records: Sequence[Mapping[str, Any]]) -> RoundScores:
+        """:meth:`predict` for every logged round at once (round ``i`` scored by the model that did not train
+        on it), in bulk: see :meth:`bandit.learners.vw.RewardRegressor.predict_items`."""
+        items = self.models[0].encoder.items
+        values = np.empty((len(records), len(items)))
+        fold = self.fold if len(self.fold) == len(records) else np.zeros(len(records), dtype=int)
+        for k, model in enumerate(self.models):
+            rows = np.flatnonzero(fold == k)
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start : start + _CHUNK]
+                values[chunk] = model.predict_items([records[int(i)]["context"] for i in chunk])
+            if self.kind == "hurdle":
+                positive = self.values[k]
+                values[rows] *= np.array([positive.get(item, self.overall[k]) for item in items])
+        return RoundScores(values, items)
 
     def close(self) -> None:
         for model in self.models:

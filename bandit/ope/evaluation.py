@@ -10,9 +10,9 @@ is scored by a model that never saw it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -26,18 +26,36 @@ class RewardModel(Protocol):
     def predict(self, i: int, context: Mapping[str, Any], candidates: Sequence[str]) -> list[float]: ...
 
 
+RoundScorer = Callable[[int, Sequence[str]], Sequence[float]]
+
+
+def round_scores(reward_model: RewardModel, records: Sequence[Mapping[str, Any]]) -> RoundScorer:
+    """``q̂`` of round ``i``'s candidates as ``scores(i, candidates)``: all rounds at once when the model can
+    (``predict_rounds``, as :class:`~bandit.learners.reward_model.CrossFitRewardModel` does), else round by round."""
+    bulk = getattr(reward_model, "predict_rounds", None)
+    if bulk is not None:
+        return cast(RoundScorer, bulk(records))
+    return lambda i, candidates: reward_model.predict(i, records[i]["context"], candidates)
+
+
 def policy_data(
     records: Sequence[Mapping[str, Any]],
     policy: Policy | None,
     reward_model: RewardModel | None = None,
+    scores: RoundScorer | None = None,
 ) -> OffPolicyData:
-    """Per-round arrays for evaluating ``policy`` (``None``: the logging policy itself) on ``records``."""
+    """Per-round arrays for evaluating ``policy`` (``None``: the logging policy itself) on ``records``.
+
+    ``scores`` (from :func:`round_scores`) saves scoring the rounds again when the same records are evaluated
+    for two policies."""
     n = len(records)
     reward = np.empty(n)
     propensity = np.empty(n)
     target = np.empty(n)
-    q_chosen = np.empty(n) if reward_model else None
-    q_target = np.empty(n) if reward_model else None
+    if reward_model is not None and scores is None:
+        scores = round_scores(reward_model, records)
+    q_chosen = np.empty(n) if scores is not None else None
+    q_target = np.empty(n) if scores is not None else None
     has_pmf = all("pmf" in r and r["pmf"] is not None for r in records)
     unsupported = np.zeros(n) if has_pmf else None
     for i, record in enumerate(records):
@@ -48,15 +66,15 @@ def policy_data(
         if policy is None:
             if not has_pmf:
                 raise ValueError("evaluating the logging policy needs the full pmf in every record")
-            probs = [float(p) for p in record["pmf"]]
+            probs = record["pmf"]
         else:
             probs, _ = policy.pmf(record["context"], candidates)
         target[i] = probs[chosen]
-        if unsupported is not None:
+        if unsupported is not None and min(record["pmf"]) <= 0:
             unsupported[i] = sum(p for p, logged in zip(probs, record["pmf"], strict=True) if logged <= 0)
-        if reward_model is not None:
+        if scores is not None:
             assert q_chosen is not None and q_target is not None
-            q = reward_model.predict(i, record["context"], candidates)
+            q = scores(i, candidates)
             q_chosen[i] = q[chosen]
             q_target[i] = float(np.dot(probs, q))
     return OffPolicyData(reward, propensity, target, q_chosen, q_target, unsupported)
@@ -71,6 +89,10 @@ class SlotReport:
     logged_mean: float
     estimates: list[Estimate]
     lifts: list[Lift]
+    # The per-round arrays behind the estimates (the target policy's, and the logging policy's when every record
+    # has its pmf), for callers that show more than the estimates.
+    target: OffPolicyData | None = field(default=None, repr=False, compare=False)
+    logged: OffPolicyData | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,10 +112,12 @@ def evaluate_slot(
     estimators: Sequence[Estimator],
 ) -> SlotReport:
     """Estimate ``policy``'s value on one slot's records, and its lift over the logging policy."""
-    target = policy_data(records, policy, reward_model)
+    scores = round_scores(reward_model, records) if reward_model is not None else None
+    target = policy_data(records, policy, reward_model, scores)
     estimates = [e.estimate(target) for e in estimators]
     lifts: list[Lift] = []
+    logged = None
     if all("pmf" in r and r["pmf"] is not None for r in records):
-        logged = policy_data(records, None, reward_model)
+        logged = policy_data(records, None, reward_model, scores)
         lifts = [lift(e, target, logged) for e in estimators]
-    return SlotReport(slot, len(records), float(np.mean(target.reward)), estimates, lifts)
+    return SlotReport(slot, len(records), float(np.mean(target.reward)), estimates, lifts, target, logged)

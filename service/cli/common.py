@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 from pathlib import Path
@@ -63,8 +64,14 @@ def serve_state(data_dir: str) -> dict[str, Any]:
 
 
 def read_log(path: str) -> list[dict[str, Any]]:
-    """A joined-log JSONL file, or a :class:`CommandError` (status 1) naming each bad line."""
+    """A joined-log JSONL file, or a :class:`CommandError` (status 1) naming each bad line.
+
+    The records are kept for the rest of the command, so they are moved out of the cyclic collector's sight
+    (``gc.freeze``): a command that reads a month of records would otherwise walk all of them on every full
+    collection while it trains and scores."""
     try:
-        return read_joined(path)
+        records = read_joined(path)
     except LogError as exc:
         raise CommandError(str(exc), status=1) from None
+    gc.freeze()
+    return records

@@ -21,7 +21,7 @@ from bandit.eventlog.events import learnable
 from bandit.eventlog.jsonl import by_slot
 from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import ESTIMATORS, Estimator, lift
-from bandit.ope.evaluation import SlotReport, evaluate_slot, policy_data
+from bandit.ope.evaluation import SlotReport, evaluate_slot
 from bandit.policies.base import Policy
 from bandit.policies.rules import RulesPolicy
 from bandit.policies.uniform import UniformPolicy
@@ -276,10 +276,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             continue
         result, model = evaluate_records(slot, rows, policy, config, estimators, args.folds, args.seed)
         try:
-            if result.report is not None:
+            if result.report is not None and result.report.target is not None:
                 rounds = learnable(rows)
-                target = policy_data(rounds, policy, model)
-                logged = policy_data(rounds, None, model) if result.no_pmf == 0 else None
+                target, logged = result.report.target, result.report.logged
                 chosen = next((e for e in estimators if e.name == "dr"), estimators[-1])
                 result.rules, result.differs = rule_table(rounds, policy, target, logged, chosen)
         finally:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from bandit.config import StoreConfig, parse_config
@@ -144,6 +146,87 @@ def test_reward_regressor_learns_rewards(encoder: FeatureEncoder, tmp_path: Path
     model.save(tmp_path / "critic.vw")
     loaded = RewardRegressor(encoder, reward_scale=10.0, model_path=tmp_path / "critic.vw")
     assert loaded.predict({"country": "JP"}, ["synth"]) == pytest.approx(scores[1:2], abs=1e-6)
+
+
+def test_context_columns_hold_each_contexts_own_terms(encoder: FeatureEncoder) -> None:
+    rng = random.Random(4)
+    odd: list[Any] = [None, True, False, 1, 0, 1.0, "JP", "x y:z|", ["a"], "US", "true"]
+    numbers: list[Any] = [None, True, 0, 1, 2.5, -7, 10**6, 55, 55.0]
+    contexts = [{field: rng.choice(numbers if field == "age" else odd)
+                 for field in ("country", "returning", "age", "hour") if rng.random() < 0.8}
+                for _ in range(300)] + [{}]  # fmt: skip
+    names, index, value = encoder.context_columns(contexts)
+    for r, context in enumerate(contexts):
+        row = sorted((names[k - 1], x) for k, x in zip(index[r], value[r], strict=True) if k > 0)
+        assert row == sorted(encoder.context_terms(context)), context
+
+
+def _trained(encoder: FeatureEncoder, loss: str, extra_args: str = "") -> tuple[RewardRegressor, list[dict]]:
+    rng = random.Random(5)
+    model = RewardRegressor(encoder, reward_scale=10.0, seed=1, loss=loss, extra_args=extra_args)
+    contexts = [{"country": rng.choice(["US", "JP", "DE"]), "returning": rng.random() < 0.5,
+                 "age": rng.randint(10, 110), "hour": rng.randrange(24)} for _ in range(400)]  # fmt: skip
+    for k in range(3000):
+        context = contexts[k % len(contexts)]
+        item = rng.choice(encoder.items)
+        best = item == BEST[context["country"]] or (context["age"] > 60 and item == "msfs")
+        model.learn(context, item, rng.choice([0.0, 12.0]) if best else rng.choice([0.0, 0.0, 0.0, -2.0, 3.0]))
+    return model, [*contexts, {}, {"country": "FR", "age": 500}]  # an empty context, unseen values, out of range
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_bulk_predictions_are_vws_own(encoder: FeatureEncoder, loss: str) -> None:
+    """predict_items reads VW's weights once per feature and item, and must say what VW says for every row."""
+    model, contexts = _trained(encoder, loss)
+    bulk = model.predict_items(contexts)
+    assert model.bulk_checked_ is True
+    one_by_one = [model.predict(context, encoder.items) for context in contexts]
+    assert bulk == pytest.approx(np.array(one_by_one), rel=1e-4, abs=1e-5)
+    assert len({round(float(v), 3) for v in bulk.ravel()}) > 20  # not a constant model
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_learning_a_batch_through_vws_parser_makes_the_same_model(encoder: FeatureEncoder, loss: str) -> None:
+    rng = random.Random(8)
+    one_by_one = RewardRegressor(encoder, reward_scale=10.0, seed=1, loss=loss)
+    batch = RewardRegressor(encoder, reward_scale=10.0, seed=1, loss=loss)
+    examples = [(one_by_one.features({"country": rng.choice(["US", "JP"]), "age": rng.randint(10, 110)},
+                                     rng.choice(encoder.items)), rng.choice([0.0, 0.0, -3.0, 14.0]))
+                for _ in range(2000)]  # fmt: skip
+    for features, reward in examples:
+        one_by_one.learn_features(features, reward)
+    batch.learn_all(iter(examples))
+    assert batch.learned_ == one_by_one.learned_ == 2000
+    contexts = [{"country": "JP", "age": 30}, {"country": "US", "age": 100}, {"age": 400}]
+    expected = np.array([one_by_one.predict(c, encoder.items) for c in contexts])
+    assert np.array([batch.predict(c, encoder.items) for c in contexts]) == pytest.approx(expected, abs=1e-9)
+    assert batch.predict_items(contexts) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert batch.bulk_checked_
+    batch.learn_all(examples[:10])  # a model that has learned goes on one example at a time
+    assert batch.learned_ == 2010
+
+
+def test_bulk_predictions_fall_back_to_vw_when_the_model_is_not_linear_in_the_context(encoder: FeatureEncoder) -> None:
+    model, contexts = _trained(encoder, "logistic", extra_args="--interactions cci")
+    bulk = model.predict_items(contexts)
+    assert model.bulk_checked_ is False  # context × context × item crosses: the sum of per-feature parts is wrong
+    assert bulk == pytest.approx(np.array([model.predict(c, encoder.items) for c in contexts]), rel=1e-6)
+
+
+def test_cross_fitted_round_scores_are_each_rounds_out_of_fold_prediction(config: StoreConfig) -> None:
+    from bandit.learners.reward_model import CrossFitRewardModel
+
+    rng = random.Random(3)
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    records = [{"context": {"country": rng.choice(["US", "JP"]), "age": rng.randint(10, 110)},
+                "chosen": rng.choice(items), "reward": rng.choice([0.0, 0.0, 5.0])} for _ in range(600)]  # fmt: skip
+    for kind in ("hurdle", "regression"):
+        model = CrossFitRewardModel(config, records, folds=2, seed=1, kind=kind)
+        scores = model.predict_rounds(records)
+        for i in range(0, 600, 37):
+            candidates = items[i % 3 :]
+            assert scores(i, candidates) == pytest.approx(model.predict(i, records[i]["context"], candidates), rel=1e-4)
+        model.close()
 
 
 def test_vw_policy_fulfils_the_policy_contract(encoder: FeatureEncoder) -> None:
