@@ -140,12 +140,20 @@ class CrossFitRewardModel:
                 cached[item] = q
         return [cached[c] for c in candidates]
 
-    def predict_rounds(self, records: Sequence[Mapping[str, Any]]) -> RoundScores:
-        """:meth:`predict` for every logged round at once (round ``i`` scored by the model that did not train
-        on it), in bulk: see :meth:`bandit.learners.vw.RewardRegressor.predict_items`."""
+    def predict_rounds(self, records: Sequence[Mapping[str, Any]], rounds: Sequence[int] | None = None) -> RoundScores:
+        """:meth:`predict` for many logged rounds at once, in bulk (see
+        :meth:`bandit.learners.vw.RewardRegressor.predict_items`): row ``j`` is round ``rounds[j]`` of the
+        records the model was trained on (default: all of them, in order), scored by the model that did not
+        train on it; ``records`` are those rounds' records."""
+        if rounds is None:
+            if len(records) != len(self.fold):
+                raise ValueError(f"{len(records)} records for a model trained on {len(self.fold)}: say which rounds")
+            rounds = range(len(records))
+        if len(rounds) != len(records):
+            raise ValueError("one round number per record")
         items = self.models[0].encoder.items
         values = np.empty((len(records), len(items)))
-        fold = self.fold if len(self.fold) == len(records) else np.zeros(len(records), dtype=int)
+        fold = self.fold[np.asarray(rounds, dtype=int)] if len(records) else np.zeros(0, dtype=int)
         for k, model in enumerate(self.models):
             rows = np.flatnonzero(fold == k)
             for start in range(0, len(rows), _CHUNK):

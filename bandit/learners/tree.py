@@ -325,7 +325,8 @@ def train_tree(config: StoreConfig, slot: str, records: Sequence[Mapping[str, An
     model = CrossFitRewardModel(config, rounds, folds=2, seed=seed, passes=TREE_PASSES)
     sample = np.linspace(0, len(rounds) - 1, min(len(rounds), TREE_ROUNDS)).astype(int)
     try:
-        scores = np.array([model.predict(int(i), rounds[i]["context"], items) for i in sample])
+        bulk = model.predict_rounds([rounds[i] for i in sample.tolist()], sample.tolist())
+        scores = np.array([bulk(j, items) for j in range(len(sample))])
     finally:
         model.close()
     meta["model"] = f"{model.kind}, {model.folds}-fold cross-fitted, {TREE_PASSES} passes"

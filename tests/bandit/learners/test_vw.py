@@ -226,6 +226,12 @@ def test_cross_fitted_round_scores_are_each_rounds_out_of_fold_prediction(config
         for i in range(0, 600, 37):
             candidates = items[i % 3 :]
             assert scores(i, candidates) == pytest.approx(model.predict(i, records[i]["context"], candidates), rel=1e-4)
+        picked = [5, 300, 17, 599]  # some rounds only: each still scored out of its own fold
+        some = model.predict_rounds([records[i] for i in picked], picked)
+        for j, i in enumerate(picked):
+            assert some(j, items) == pytest.approx(model.predict(i, records[i]["context"], items), rel=1e-4)
+        with pytest.raises(ValueError, match="say which rounds"):
+            model.predict_rounds(records[:10])
         model.close()
 
 
