@@ -221,6 +221,7 @@ class WriteBehind:
         self._wake = threading.Event()
         self._closed = False
         self.degraded = False
+        self._late_told = 0  # late queued rewards logged one by one (the first few after each recovery)
         self._backoff = 0.1
         self._next_retry = 0.0
         self._thread: threading.Thread | None = None
@@ -282,6 +283,10 @@ class WriteBehind:
                     self._rewards.append(entry)
                 metrics.REWARDS_QUEUED.labels("decision_pending").inc()
                 return QUEUED
+        if now > window_close:
+            # Redis would answer "late" (the window, counted from the rank, has closed): say so now rather than
+            # queue a reward that can only be refused when it is replayed — the client gets its 410 at once.
+            return LATE
         entry = _reward_entry(event_id, slot, kind, payload, now, ttl, window_close)
         with self._lock:
             if self.spool is None or not self.spool.append([entry]):
@@ -414,6 +419,7 @@ class WriteBehind:
         self.degraded = False
         metrics.STORAGE_DEGRADED.set(0)
         log.info("storage reachable again: %d spooled entries replayed", len(entries))
+        self._late_told = 0
         self._last_beat = 0.0  # beat on this tick, once the waiting rewards had their try: the learner goes on
 
     def _retry_rewards(self, now: float) -> None:
@@ -438,12 +444,24 @@ class WriteBehind:
             metrics.REWARDS_DROPPED.labels("decision_never_logged").inc()
             return True
         outcome = {DUPLICATE: "duplicate", LATE: "late", UNKNOWN_SLOT: "unknown"}.get(result)
+        if outcome == "late" and self._late_told < _LATE_TOLD:
+            self._late_told += 1
+            log.warning(
+                "queued reward for event %s slot %s arrived after its page was joined: counted late, not learned "
+                "(accepted %.1fs ago; the window closed %.1fs ago)%s", entry["id"], entry["slot"],
+                now - entry["now"], now - entry["close"],
+                "; further late rewards are only counted, in storefront_rewards_replayed_total{outcome=\"late\"}"
+                if self._late_told == _LATE_TOLD else "",
+            )  # fmt: skip
         if result.startswith(ACCEPTED):
             metrics.count_stored_reward(entry["slot"], result.partition(":")[2], entry["kind"], entry["payload"])
         elif outcome in ("late", "unknown"):
             metrics.JOIN_OUTCOMES.labels(outcome).inc()
         metrics.REWARDS_REPLAYED.labels(outcome or "accepted").inc()
         return True
+
+
+_LATE_TOLD = 5  # late queued rewards a worker logs one by one after each recovery
 
 
 def _reward_entry(event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float,

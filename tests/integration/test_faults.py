@@ -112,9 +112,9 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
         for thread in threads:
             thread.join()
 
-        # Every rank answered; rewards accepted, queued, or refused only as late (none here: window 2 s, posted
-        # at once) -- nothing else.
-        assert set(statuses) <= {"rank 200", "reward accepted", "reward queued"}, statuses
+        # Every rank answered; rewards accepted, queued, or refused only as late -- nothing else.  (Posted at once,
+        # but a post that waited in a worker's backlog while Redis timed out can reach it after the 2 s window.)
+        assert set(statuses) <= {"rank 200", "reward accepted", "reward queued", "reward 410"}, statuses
         assert statuses["reward queued"] > 0  # some were posted during the outage
         logged = {eid for eid, slots in served.items() if slots}
         assert len(logged) == len(served), "every page was kept (Redis or spool)"
@@ -131,12 +131,14 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
         # The bound: rewards joined + late = rewards accepted.  A reward stored at once is always joined;
         # a queued one may reach Redis after its page was joined (its worker replayed late): then it must have been
         # counted as late, never silently lost.
-        missing = set(rewards) - rewarded
+        answered_202 = {k for k, outcome in rewards.items() if outcome in ("accepted", "queued")}
+        missing = answered_202 - rewarded
         lost_accepted = [k for k in missing if rewards[k] == "accepted"]
         late = metric(live.url, 'storefront_rewards_replayed_total{outcome="late"}')
         assert not lost_accepted, f"{len(lost_accepted)} rewards stored at once are missing from the log"
         assert len(missing) <= late, f"{len(missing)} queued rewards missing from the log, {late:g} counted late"
-        print(f"\nredis outage: {len(rewards)} rewards answered 202, {len(missing)} joined late (counted {late:g})")
+        print(f"\nredis outage: {len(answered_202)} rewards answered 202, {len(missing)} joined late (counted "
+              f"{late:g}), {statuses['reward 410']} refused as late")  # fmt: skip
         log_lines = live.log().splitlines()
         outage_lines = [line for line in log_lines if "storage unreachable" in line]
         assert 1 <= len(outage_lines) <= 3 + 2 * 4, outage_lines  # one per process that saw it (+ the learner)

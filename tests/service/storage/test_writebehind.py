@@ -16,6 +16,7 @@ import redis
 
 from service.http.ids import new_event_id
 from service.storage import RedisStorage
+from service.storage.protocols import LATE
 from service.storage.writebehind import _HOST as HOST
 from service.storage.writebehind import QUEUED, Spool, WriteBehind
 from tests.support import wait_for
@@ -133,6 +134,18 @@ def test_an_outage_is_spooled_and_replayed_in_order_with_the_rewards(storage: Re
     for p in (during[0], before):
         rewards = storage.client.hgetall(f"{storage.prefix}rw:{p['event_id']}")
         assert b"hero|click" in rewards
+
+
+def test_while_redis_is_away_a_reward_after_its_window_is_refused_at_once_not_queued(tmp_path: Path) -> None:
+    """Queued, it could only be refused as late when replayed — after its client was told 202."""
+    clock = Clock()
+    writer = WriteBehind(away(), Spool(tmp_path, 1 << 20), flush_interval=0, clock=clock)
+    p = page(clock.now - WINDOW - 1)
+    assert writer.add_reward(p["event_id"], "hero", "click", {}, clock.now, TTL, p["window_close"]) == LATE
+    fresh = page(clock.now)
+    assert writer.add_reward(fresh["event_id"], "hero", "click", {}, clock.now, TTL, fresh["window_close"]) == QUEUED
+    spooled = [json.loads(x) for x in (tmp_path / f"spool-{HOST}-{os.getpid()}.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in spooled] == [fresh["event_id"]]
 
 
 def test_a_reward_before_its_page_waits_for_it(storage: RedisStorage) -> None:
