@@ -10,7 +10,7 @@ COPY service ./service
 COPY simulator ./simulator
 COPY dashboards ./dashboards
 COPY examples ./examples
-RUN pip install . && useradd --create-home --uid 10001 storefront && mkdir -p /data && chown storefront /data
+RUN pip install . && useradd --create-home --uid 10001 storefront && mkdir -p /data /secrets && chown storefront /data /secrets
 
 USER storefront
 ENV STOREFRONT_CONFIG=/app/examples/storefront.yaml

@@ -61,7 +61,8 @@ REWARD_POSTS = Counter(
 JOIN_OUTCOMES = Counter(
     "storefront_join_outcomes_total",
     "What became of slot decisions and rewards: joined (with a reward), defaulted (no reward in the window), "
-    "late (reward after the window), unknown (reward for an event or slot never served).",
+    "late (reward after the window), unknown (reward for an event or slot never served), inactive (ranked with "
+    "deferred activation and never activated: logged, not learned from).",
     ["outcome"],
 )
 JOINED_REWARD = Summary(
@@ -134,6 +135,25 @@ RESPONSES = Counter(
     ["endpoint", "status"],
 )
 ERRORS = Counter("storefront_http_errors_total", "Error responses by endpoint and error code.", ["endpoint", "code"])
+PERSONALIZER_IGNORED = Counter(
+    "storefront_personalizer_ignored_features_total",
+    "contextFeatures of Personalizer-API requests that name no declared context field (ignored; the answer's "
+    "X-Storefront-Ignored-Features header names them).",
+)
+ACTIVATIONS = Counter(
+    "storefront_activations_total",
+    "Slot decisions ranked with deferred activation (the Personalizer API) and then activated, by slot.",
+    ["slot"],
+)
+AUTH_REFUSED = Counter(
+    "storefront_auth_refused_total",
+    "Requests refused for their key, by action (rank, reward, slots, admin) and reason: missing, wrong, forbidden "
+    "(the key's role may not), secret_in_url (a server key sent as ?key=).",
+    ["action", "reason"],
+)
+RATE_LIMITED = Counter(
+    "storefront_rate_limited_total", "Requests answered 429 because their key was over its limit, by key name.", ["key"]
+)
 STORAGE_ERRORS = Counter(
     "storefront_storage_errors_total",
     "Storage operations that failed (the rules tier keeps serving; the decision is not logged).",
@@ -328,6 +348,9 @@ PUBLISHER_LABELS = 50
 
 def count_stored_reward(slot: str, tier: str, kind: str, payload: Any) -> None:
     """A reward stored for a decision (at once, or replayed from a queue): its count and a purchase's revenue."""
+    if kind == "activate":  # a deferred page was shown: not a reward
+        ACTIVATIONS.labels(slot).inc()
+        return
     REWARDS.labels(slot, tier, kind).inc()
     if kind == "purchase" and isinstance(payload, dict) and payload.get("revenue"):
         REVENUE.labels(slot, tier).inc(payload["revenue"])

@@ -12,6 +12,7 @@ with exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -59,6 +60,11 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--target", default=None, help="drive a live service at this URL instead, e.g. http://127.0.0.1:8000"
     )
     parser.add_argument(
+        "--api-key", default=os.environ.get("STOREFRONT_API_KEY"),
+        help="with --target: a backend key of the service (default: $STOREFRONT_API_KEY; `storefront keys show "
+        "backend` prints the one storefront serve made)",
+    )  # fmt: skip
+    parser.add_argument(
         "--peer",
         action="append",
         choices=[*PEERS, "none"],
@@ -93,7 +99,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         progress = Progress(events * (len(peers) + 4), "driving", not args.no_progress)
         try:
             result = simulate_http(
-                config, scenario, args.target, events, args.seed, peers, args.time_scale, progress=progress
+                config,
+                scenario,
+                args.target,
+                events,
+                args.seed,
+                peers,
+                args.time_scale,
+                progress=progress,
+                api_key=args.api_key,
             )
         except HTTPError as exc:
             progress.close()

@@ -41,7 +41,7 @@ class HTTPError(RuntimeError):
 class _Client:
     """A keep-alive JSON client over ``http.client`` (no third-party dependency)."""
 
-    def __init__(self, target: str, timeout: float = 10.0):
+    def __init__(self, target: str, timeout: float = 10.0, api_key: str | None = None):
         parts = urlsplit(target if "://" in target else f"http://{target}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HTTPError(f"--target must be a URL such as http://127.0.0.1:8000 (got {target!r})")
@@ -49,6 +49,9 @@ class _Client:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -59,7 +62,7 @@ class _Client:
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         payload = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = self.headers
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -83,6 +86,12 @@ class _Client:
             self._conn.close()
 
 
+def _key_hint(status: int) -> str:
+    if status in (401, 403):
+        return " (pass --api-key with a backend key of the service, e.g. `storefront keys show backend`)"
+    return ""
+
+
 def simulate_http(
     config: StoreConfig,
     scenario: Scenario,
@@ -93,17 +102,19 @@ def simulate_http(
     time_scale: float = 0.001,
     progress: Callable[[int], None] | None = None,
     timeout: float = 10.0,
+    api_key: str | None = None,
 ) -> SimulationResult:
     """Drive ``target`` with ``events`` page views, then run the baselines in process on the same traffic.
 
     The live service must serve ``config`` (the same file); its decisions are
-    arm ``live`` in the result.
+    arm ``live`` in the result.  ``api_key``: a backend key of the service (the
+    simulated store posts purchases with their revenue, which a browser key may not).
     """
     if time_scale < 0:
         raise ValueError("time_scale must be ≥ 0")
     traffic = Traffic(config, scenario, events, seed)
     truth = traffic.truth
-    client = _Client(target, timeout)
+    client = _Client(target, timeout, api_key)
     stats = ArmStats(len(truth.slots), len(truth.items))
     window = truth.window
     full_catalog = tuple(truth.items)
@@ -129,7 +140,7 @@ def simulate_http(
             elif status == 404:
                 answers["unknown"] += 1
             else:
-                raise HTTPError(f"POST /v1/reward answered {status}: {data}")
+                raise HTTPError(f"POST /v1/reward answered {status}: {data}{_key_hint(status)}")
 
     try:
         for batch in traffic.batches():
@@ -141,7 +152,7 @@ def simulate_http(
                     request["candidates"] = list(candidates)
                 status, data = client.post("/v1/rank", request)
                 if status != 200 or not isinstance(data, dict) or "slots" not in data:
-                    raise HTTPError(f"POST /v1/rank answered {status}: {data}")
+                    raise HTTPError(f"POST /v1/rank answered {status}: {data}{_key_hint(status)}")
                 event_id = data["event_id"]
                 now = time.monotonic()
                 bucket = batch.buckets[j]

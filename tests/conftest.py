@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from service.storage import RedisStorage
 from service.storage.embedded import EmbeddedRedis
+from tests.support import TEST_SETTINGS, keyed
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -50,9 +51,11 @@ def storage(redis_url: str, prefix: str) -> Iterator[RedisStorage]:
 def app(storage: RedisStorage) -> Flask:
     from service.http.app import create_app
 
-    return create_app(STORE_CONFIG, storage=storage, settings={"TESTING": True})
+    return create_app(
+        STORE_CONFIG, storage=storage, settings={k: v for k, v in TEST_SETTINGS.items() if k != "ID_SECRET"}
+    )  # the secret kept in Redis
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return keyed(app.test_client())

@@ -320,6 +320,10 @@ class RewardConfig:
     default: float
     events: Mapping[str, float]
     revenue_weight: float
+    #: ``[low, high]`` an explicit ``reward`` value must lie in (None: any finite number).
+    range: tuple[float, float] | None = None
+    #: The largest revenue a purchase may carry (None: any).
+    max_revenue: float | None = None
 
 
 @dataclass(frozen=True)
@@ -339,11 +343,17 @@ class Constraints:
     publisher_cap: int | None = None
 
 
+#: The store API's actions whose access the config sets (the admin API always needs a key).
+ACCESS_ACTIONS = ("rank", "reward", "slots")
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     max_body_bytes: int = 65536
     max_candidates: int = 1000
     joined_log_max_events: int = 1_000_000
+    #: ``rank``, ``reward``, ``slots`` -> ``key`` (an API key is needed; the default) or ``open``.
+    access: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict.fromkeys(ACCESS_ACTIONS, "key")))
 
 
 @dataclass(frozen=True)

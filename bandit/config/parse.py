@@ -19,6 +19,7 @@ from bandit import tiers
 from bandit.config import yamlpos
 from bandit.config.checker import Checker, close_match
 from bandit.config.model import (
+    ACCESS_ACTIONS,
     CONTEXT_KINDS,
     FEATURE_KINDS,
     Catalog,
@@ -566,7 +567,8 @@ class ConfigChecker(Checker):
             return None
 
     def reward(self, value: Any, path: Path) -> RewardConfig | None:
-        spec = self.mapping(value, path, required=("window",), optional=("default", "events", "revenue_weight"))
+        spec = self.mapping(value, path, required=("window",),
+                            optional=("default", "events", "revenue_weight", "range", "max_revenue"))  # fmt: skip
         if spec is None or "window" not in spec:
             return None
         window = self.duration(spec["window"], (*path, "window"))
@@ -582,13 +584,31 @@ class ConfigChecker(Checker):
                 if ename == "reward":
                     self.error((*path, "events", ename), "'reward' is reserved for explicit reward values")
                     continue
+                if ename == "activate":
+                    self.error((*path, "events", ename), "'activate' is reserved for the activation of a deferred "
+                               "page (the Personalizer API)")  # fmt: skip
+                    continue
                 w = self.number(weight, (*path, "events", ename))
                 if w is not None:
                     events[ename] = w
         revenue_weight = self.number(spec.get("revenue_weight", 0.0), (*path, "revenue_weight"), lo=0)
+        bounds = None
+        if "range" in spec:
+            raw = spec["range"]
+            if not isinstance(raw, list) or len(raw) != 2:
+                self.error((*path, "range"), "must be [low, high], the range an explicit reward value must lie in")
+            else:
+                low, high = self.number(raw[0], (*path, "range", 0)), self.number(raw[1], (*path, "range", 1))
+                if low is not None and high is not None:
+                    if low >= high:
+                        self.error((*path, "range"), f"low ({low:g}) must be below high ({high:g})")
+                    bounds = (low, high)
+        max_revenue = None
+        if "max_revenue" in spec:
+            max_revenue = self.number(spec["max_revenue"], (*path, "max_revenue"), lo=0)
         if window is None or default is None or revenue_weight is None:
             return None
-        return RewardConfig(window, default, MappingProxyType(events), revenue_weight)
+        return RewardConfig(window, default, MappingProxyType(events), revenue_weight, bounds, max_revenue)
 
     def constraints(
         self, value: Any, path: Path, item_ids: set[str], slots: tuple[SlotConfig, ...], context: ContextSchema | None
@@ -631,15 +651,27 @@ class ConfigChecker(Checker):
         return Constraints(exclude, tuple(pins), cap)
 
     def service(self, value: Any, path: Path) -> ServiceSettings | None:
-        spec = self.mapping(value, path, optional=("max_body_bytes", "max_candidates", "joined_log_max_events"))
+        spec = self.mapping(value, path, optional=("max_body_bytes", "max_candidates", "joined_log_max_events",
+                                                   "access"))  # fmt: skip
         if spec is None:
             return None
-        kwargs: dict[str, int] = {}
+        kwargs: dict[str, Any] = {}
         for key in ("max_body_bytes", "max_candidates", "joined_log_max_events"):
             if key in spec:
                 n = self.number(spec[key], (*path, key), lo=1, integer=True)
                 if n is not None:
                     kwargs[key] = int(n)
+        if "access" in spec:
+            access = self.mapping(spec["access"], (*path, "access"), optional=ACCESS_ACTIONS)
+            if access is not None:
+                chosen = dict.fromkeys(ACCESS_ACTIONS, "key")
+                for action, mode in access.items():
+                    if mode not in ("key", "open"):
+                        self.error((*path, "access", action), f"must be 'key' (an API key is needed) or 'open' "
+                                   f"(got {mode!r}); the admin API always needs a key")  # fmt: skip
+                    else:
+                        chosen[action] = mode
+                kwargs["access"] = MappingProxyType(chosen)
         return ServiceSettings(**kwargs)
 
 

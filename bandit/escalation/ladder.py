@@ -62,6 +62,7 @@ from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.guardrail import ArmStats, guardrail_breached
 from bandit.escalation.records import RecordSlimmer
 from bandit.escalation.state import SlotState, arm_name, record_arm, snapshot_version, spec_arm
+from bandit.eventlog.events import is_learnable
 from bandit.learners.gradient import GradientLearner, Published
 from bandit.policies.base import Policy
 from bandit.policies.mixture import LadderPolicy
@@ -140,7 +141,7 @@ class SlotLadder:
         s = self.state
         transitions: list[dict[str, Any]] = []
         for record in records:
-            if record.get("tier") == "pin":
+            if not is_learnable(record):
                 continue
             s.seen += 1
             record = self.slim(record)
@@ -219,7 +220,7 @@ class SlotLadder:
         least ``seen - challenger_since`` records in shadow, even beyond
         ``train_window``.
         """
-        kept = [self.slim(record) for record in records if record.get("tier") != "pin"]
+        kept = [self.slim(record) for record in records if is_learnable(record)]
         self.buffer.extend(kept)
         self._rebuild(kept)
 

@@ -18,6 +18,8 @@ from bandit.policies.base import Decision
 
 JOINED_FORMAT = "storefront.joined.v1"
 EXPLICIT = "reward"
+#: Posted by activation (a deferred page was shown), not by a shopper: no reward, but the page may be learned from.
+ACTIVATE = "activate"
 PURCHASE = "purchase"
 
 
@@ -92,8 +94,12 @@ def joined_records(
         When the join happened (seconds since the epoch).
     """
     out = []
+    deferred = bool(event.get("deferred"))
     for decision in event["decisions"]:
         posted = rewards.get(decision["slot"], {})
+        activated = ACTIVATE in posted
+        if activated:  # not a shopper event: the page was shown (see logged_event's deferred pages)
+            posted = {kind: payload for kind, payload in posted.items() if kind != ACTIVATE}
         revenue = posted.get("purchase", {}).get("revenue") if isinstance(posted.get("purchase"), Mapping) else None
         out.append(
             {
@@ -121,6 +127,8 @@ def joined_records(
         )
         if decision.get("shadow") is not None:  # the challenger's pmf, logged beside the served one
             out[-1]["shadow"] = decision["shadow"]
+        if deferred:  # ranked with deferred activation: learned from only if it was activated
+            out[-1]["active"] = activated
     return out
 
 
@@ -131,6 +139,12 @@ def check_reward_number(value: Any) -> float:
     return float(value)
 
 
+def is_learnable(record: Mapping[str, Any]) -> bool:
+    """Whether a learner or estimator may use a joined record: not pinned (a pin has nothing to choose), with
+    candidates, and active (a deferred decision counts only once activated: it may never have been shown)."""
+    return record.get("tier") != "pin" and bool(record.get("candidates")) and record.get("active", True) is not False
+
+
 def learnable(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Records a learner or estimator can use: not pinned (a pin has nothing to choose)."""
-    return [r for r in records if r.get("tier") != "pin" and len(r["candidates"]) > 0]
+    """The records a learner or estimator can use (:func:`is_learnable`)."""
+    return [r for r in records if is_learnable(r)]

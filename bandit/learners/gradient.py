@@ -87,6 +87,7 @@ import scipy.sparse as sparse
 
 from bandit.config import GradientSettings, StoreConfig
 from bandit.config.model import DAYS
+from bandit.eventlog.events import is_learnable
 from bandit.features import FeatureHashing
 from bandit.policies.base import Policy
 from bandit.policies.gradient import GradientPolicy, decode_weights, encode_snapshot, hashing_of
@@ -256,7 +257,7 @@ class GradientLearner:
         """Learn from this slot's joined records (pins are skipped); returns the snapshots published meanwhile."""
         published: list[Published] = []
         for record in records:
-            if record.get("slot") != self.slot or record.get("tier") == "pin" or not record.get("candidates"):
+            if record.get("slot") != self.slot or not is_learnable(record):
                 continue
             self._pending.append(record)
             if len(self._pending) >= self.settings.batch:

@@ -59,6 +59,15 @@ def register(top: Any, bench: Any) -> None:
     p.set_defaults(func=cmd_bench_memory)
 
 
+_KEY = "sk_bench_memory_0123456789abcdef"  # in process: the key the bench's app knows and its client sends
+
+
+def _keys() -> Any:
+    from service.http.access import Keys, parse_keys
+
+    return Keys(parse_keys([f"backend bench {_KEY}"], "bench memory"))
+
+
 def _rss(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -75,8 +84,9 @@ def measure(config_path: str, pages: int, seed: int) -> dict[str, Any]:
     bodies = make_bodies(load_config(config_path), 1000, seed)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis", persistent=False) as server:
         storage = RedisStorage.from_url(server.url, "bench:")
-        app = create_app(config_path, storage=storage, settings={"LOG_FLUSH_SECONDS": 0.005})
+        app = create_app(config_path, storage=storage, settings={"LOG_FLUSH_SECONDS": 0.005, "API_KEYS": _keys()})
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {_KEY}"
         writer = app.extensions["storefront.writer"]
         base = storage.client.info("memory")["used_memory"]
         warmup = max(1, pages // 10)
@@ -146,8 +156,9 @@ def measure_with_learner(
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         storage = RedisStorage.from_url(server.url, prefix)
-        app = create_app(str(short), storage=storage, settings={"LOG_FLUSH_SECONDS": 0.005})
+        app = create_app(str(short), storage=storage, settings={"LOG_FLUSH_SECONDS": 0.005, "API_KEYS": _keys()})
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {_KEY}"
         writer = app.extensions["storefront.writer"]
         warmup = max(1, pages // 10)
         marks = {warmup + k * pages // 10 for k in range(10)}

@@ -63,6 +63,10 @@ from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 RATIO_TARGET = 0.75
 P99_TARGET_MS = 10.0
 _PATH = "/v1/rank"
+# The backend key the benchmark's service is started with and its load sends (loopback only, for the run's length):
+# the rank path is measured with its key check, as stores call it.
+_KEY = "sk_bench_loopback_0123456789abcdef"
+_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {_KEY}"}
 _DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "storefront.yaml"
 
 
@@ -350,6 +354,8 @@ def run_bench(
     try:
         rank_port, twin_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "STOREFRONT_CONFIG")}
+        env.pop("STOREFRONT_API_KEYS_FILE", None)
+        env["STOREFRONT_API_KEYS"] = f"backend bench {_KEY}"
         if external_redis:  # keep the benchmark's decisions apart from a real store's
             env["STOREFRONT_REDIS_PREFIX"] = prefix
         rank_log, twin_log = work / "serve.log", work / "twin.log"
@@ -547,7 +553,8 @@ end
 function init(args)
   requests_ = {}
   for k, body in ipairs(bodies) do
-    requests_[k] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+    local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}
+    requests_[k] = wrk.format("POST", nil, headers, body)
   end
   n_ = #requests_
   i_ = (id * 397) %% n_
@@ -572,7 +579,7 @@ class _WrkLoader:
     def __init__(self, work: Path, bodies: Sequence[bytes]):
         quoted = ",".join(json.dumps(b.decode()) for b in bodies)  # a JSON string is a valid Lua string here
         self.script = work / "bench.lua"
-        self.script.write_text(_WRK_SCRIPT % {"bodies": quoted})
+        self.script.write_text(_WRK_SCRIPT % {"bodies": quoted, "key": _KEY})
 
     def run(self, target: str, port: int, connections: int, duration: float, requests: int | None = None) -> LoadResult:
         threads = max(1, min(connections, os.cpu_count() or 1))
@@ -640,7 +647,7 @@ class _PythonLoader:
 
 
 def _post(conn: http.client.HTTPConnection, body: bytes) -> int:
-    conn.request("POST", _PATH, body=body, headers={"Content-Type": "application/json"})
+    conn.request("POST", _PATH, body=body, headers=_HEADERS)
     response = conn.getresponse()
     response.read()
     return response.status

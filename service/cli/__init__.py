@@ -33,12 +33,12 @@ from typing import Any
 
 from bandit.config import ConfigError
 from service.bench import memory, rank
-from service.cli import check, evaluate, export, learn, serve, tree
+from service.cli import check, evaluate, export, keys, learn, serve, tree
 from service.cli.common import CommandError
 
 COMMAND_GROUP = "storefront.commands"
 # The order of `storefront --help`: the service's commands, benchmarks, the simulator's, then the log's.
-_BEFORE_PLUGINS = (check, serve, learn, export, rank, memory)
+_BEFORE_PLUGINS = (check, serve, keys, learn, export, rank, memory)
 _AFTER_PLUGINS = (evaluate, tree)
 log = logging.getLogger("storefront")
 

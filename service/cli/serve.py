@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bandit.config import load_config
-from service.cli.common import DEFAULT_DATA_DIR, STATE_FILE, log_level_arg
+from service.cli.common import DEFAULT_DATA_DIR, STATE_FILE, CommandError, log_level_arg
+from service.cli.keys import ensure_id_secret, ensure_keys
+from service.http.access import KeysError, load_keys
 from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 
 log = logging.getLogger("storefront")
@@ -50,6 +52,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config_path = str(Path(args.config).resolve())
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    access_env = dict(os.environ)
+    external = bool(os.environ.get("REDIS_URL"))
+    if not external:  # one box: make the keys once, in the data folder
+        for made in ensure_keys(data_dir, access_env):
+            log.info("made %s", made)
+    try:
+        keys = load_keys(access_env)  # a bad keys file stops serve here, with its line, not in every worker
+    except KeysError as exc:
+        raise CommandError(f"error: {exc}", 2) from None
+    if not len(keys):
+        log.warning("no API keys (STOREFRONT_API_KEYS_FILE, STOREFRONT_API_KEYS): every endpoint that needs one "
+                    "answers 401; give every replica the same keys file (docs/security.md)")  # fmt: skip
+    log.info("API keys: %d from %s; access: %s", len(keys), access_env.get("STOREFRONT_API_KEYS_FILE") or
+             "STOREFRONT_API_KEYS", ", ".join(f"{a} {m}" for a, m in config.service.access.items()))  # fmt: skip
     metrics_dir = data_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
@@ -60,11 +76,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded = EmbeddedRedis(data_dir / "redis").start()
         redis_url = embedded.url
     prefix = os.environ.get("STOREFRONT_REDIS_PREFIX") or f"sb:{config.name}:"
+    try:
+        note = ensure_id_secret(data_dir, access_env, redis_url, prefix)
+    except RuntimeError as exc:
+        if embedded is not None:
+            embedded.stop()
+        raise CommandError(f"error: {exc}", 1) from None
+    if note:
+        log.info("%s", note)
     (data_dir / STATE_FILE).write_text(
         json.dumps({"config": config_path, "redis_url": redis_url, "prefix": prefix, "pid": os.getpid()}, indent=2)
     )
     env = {
-        **os.environ,
+        **access_env,
         "STOREFRONT_CONFIG": config_path,
         "REDIS_URL": redis_url,
         "STOREFRONT_REDIS_PREFIX": prefix,

@@ -1,8 +1,9 @@
 """The admin API: each slot's escalation status and history, and the operator's promote, rollback and freeze.
 
-Every endpoint needs ``Authorization: Bearer <token>`` with the token of
-``$STOREFRONT_ADMIN_TOKEN`` (compared in constant time).  Without a token
-configured the whole API is off: every endpoint answers 404 ``admin_disabled``.
+Every endpoint needs an admin key (see :mod:`service.http.access`; e.g.
+``$STOREFRONT_ADMIN_TOKEN``) as ``Authorization: Bearer <key>``.  Without an
+admin key configured the whole API is off: every endpoint answers 404
+``admin_disabled``.
 
 An action loads the slot's state from Redis, applies
 :meth:`bandit.escalation.ladder.SlotLadder.act` to it (actor ``admin``) and saves it
@@ -15,7 +16,6 @@ the slot's history.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -28,6 +28,7 @@ from bandit.config import SlotConfig, StoreConfig
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.state import SlotState, arm_name
 from service.audit import announce, publish_stage
+from service.http.access import authorise
 from service.http.errors import ApiError
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
@@ -58,13 +59,7 @@ def _json(payload: Any, status: int = 200) -> tuple[Response, int]:
 
 @bp.before_request
 def _authorise() -> None:
-    token = current_app.config.get("ADMIN_TOKEN")
-    if not token:
-        raise ApiError(404, "admin_disabled", "the admin API is disabled: set STOREFRONT_ADMIN_TOKEN in the service's "
-                       "environment and send it as 'Authorization: Bearer <token>'")  # fmt: skip
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), str(token).encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+    authorise("admin", {})
 
 
 def _slot_config(runtime: Runtime, slot: str) -> SlotConfig:

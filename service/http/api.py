@@ -19,10 +19,12 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from bandit.eventlog.events import check_reward_number, logged_event
+from bandit.page import PageResult
 from service import metrics
 from service.clock import Clock
+from service.http.access import ApiKey, authorise
 from service.http.errors import ApiError
-from service.http.ids import event_time, new_event_id
+from service.http.ids import IdSigner
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
 from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, StorageStatus
@@ -56,6 +58,27 @@ def _writer() -> WriteBehind:
 def _status() -> StorageStatus:
     storage: StorageStatus = current_app.extensions["storefront.storage"]
     return storage
+
+
+def _ids() -> IdSigner:
+    signer: IdSigner = current_app.extensions["storefront.ids"]
+    return signer
+
+
+_ACTIONS = {"v1.rank": "rank", "v1.reward": "reward", "v1.slots": "slots"}
+
+
+@bp.before_request
+def _authorise() -> None:
+    """The key the endpoint needs (unless the config leaves it open), and the key's rate limits."""
+    action = _ACTIONS.get(request.endpoint or "")
+    if action is not None:
+        request.environ["storefront.key"] = authorise(action, _runtime().config.service.access)
+
+
+def _key() -> ApiKey | None:
+    key: ApiKey | None = request.environ.get("storefront.key")
+    return key
 
 
 def _body(runtime: Runtime) -> dict[str, Any]:
@@ -143,12 +166,9 @@ def rank() -> Response:
     exclude = body.get("exclude")
     exclude = _item_list(exclude, "exclude", runtime, limit) if exclude is not None else ()
 
-    event_id = new_event_id(now)
-    page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
+    event_id, page, logged = serve_page(runtime, now, context, slots, candidates, exclude)
     out_slots = []
-    observe = runtime.observe.decision
     for decision in page.decisions:
-        observe(decision)
         out_slots.append({
             "slot": decision.slot,
             "item": decision.item,
@@ -157,20 +177,45 @@ def rank() -> Response:
             "explanation": decision.explanation,
         })  # fmt: skip
     for name in page.unfilled:
-        metrics.UNFILLED.labels(name).inc()
         out_slots.append({"slot": name, "item": None, "propensity": None, "tier": None,
                           "explanation": "no eligible candidate"})  # fmt: skip
-    logged = False
-    if page.decisions:
-        window = config.reward.window_seconds
-        event = logged_event(event_id, now, window, config.version, context, page.decisions)
-        # Handed to the worker's write-behind: in Redis within the flush interval, or spooled while Redis is
-        # away; False only when it cannot be kept (no spool, or the spool full).  The page is answered anyway.
-        logged = _writer().log_event(event, window + _UNJOINED_GRACE)
     payload = {"event_id": event_id, "config_version": config.version, "logged": logged, "slots": out_slots}
     response = Response(json.dumps(payload, separators=(",", ":")), mimetype=_JSON)
     metrics.RANK_LATENCY.observe(time.perf_counter() - started)
     return response
+
+
+def serve_page(
+    runtime: Runtime, now: float, context: dict[str, Any], slots: list[str] | None, candidates: list[str] | None,
+    exclude: Any, deferred: bool = False,
+) -> tuple[str, PageResult, bool]:  # fmt: skip
+    """Fill the slots for a validated context, count the decisions and hand the page to the write-behind.
+
+    Returns the new event id, the page, and whether it is kept (in Redis, or spooled while Redis is away).
+    ``deferred``: the page may not be shown; its decisions are learned from only once activated."""
+    event_id = _ids().issue(now)
+    page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
+    return event_id, page, log_page(runtime, event_id, now, context, page, deferred)
+
+
+def log_page(runtime: Runtime, event_id: str, now: float, context: dict[str, Any], page: PageResult,
+             deferred: bool = False) -> bool:  # fmt: skip
+    """Count a filled page's decisions and hand it to the write-behind; whether it is kept."""
+    observe = runtime.observe.decision
+    for decision in page.decisions:
+        observe(decision)
+    for name in page.unfilled:
+        metrics.UNFILLED.labels(name).inc()
+    if not page.decisions:
+        return False
+    config = runtime.config
+    window = config.reward.window_seconds
+    event = logged_event(event_id, now, window, config.version, context, page.decisions)
+    if deferred:
+        event["deferred"] = True
+    # Handed to the worker's write-behind: in Redis within the flush interval, or spooled while Redis is away;
+    # False only when it cannot be kept (no spool, or the spool full).  The page is answered anyway.
+    return _writer().log_event(event, window + _UNJOINED_GRACE)
 
 
 @bp.post("/reward")
@@ -206,6 +251,14 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         raise ApiError(400, "missing_field", "send exactly one of 'event' (e.g. click) or 'reward' (a number)",
                        "event" if not has_event else "reward")  # fmt: skip
     payload: Any
+    key = _key()
+    if key is not None and key.role == "browser" and (has_reward or "revenue" in body):
+        # A publishable key is in every page's source: anyone can use it.  Clicks and carts are what a page sees;
+        # a purchase's revenue and explicit reward values come from the store's servers (a backend key).
+        field = "reward" if has_reward else "revenue"
+        raise ApiError(403, "forbidden", f"key {key.name!r} is a browser key: it posts events without revenue; "
+                       f"send '{field}' from your servers with a backend key", field)  # fmt: skip
+    bounds = runtime.config.reward
     if has_event:
         kind = body["event"]
         if not isinstance(kind, str):
@@ -225,6 +278,9 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
                 raise ApiError(400, "invalid_value", str(exc), "revenue") from None
             if revenue < 0:
                 raise ApiError(400, "invalid_value", "must be ≥ 0", "revenue")
+            if bounds.max_revenue is not None and revenue > bounds.max_revenue:
+                raise ApiError(400, "invalid_value", f"{revenue:g} is above reward.max_revenue "
+                               f"({bounds.max_revenue:g}) in the config", "revenue")  # fmt: skip
             payload["revenue"] = revenue
     else:
         if "revenue" in body:
@@ -237,11 +293,16 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
             raise ApiError(400, "invalid_value", str(exc), "reward") from None
         if not math.isfinite(payload):  # pragma: no cover - check_reward_number already refuses
             raise ApiError(400, "invalid_value", "must be a finite number", "reward")
+        if bounds.range is not None and not bounds.range[0] <= payload <= bounds.range[1]:
+            low, high = bounds.range
+            raise ApiError(400, "invalid_value", f"{payload:g} is outside reward.range [{low:g}, {high:g}] in the "
+                           "config", "reward")  # fmt: skip
 
     now = _clock().time()
-    issued = event_time(event_id)
-    if issued is None:
-        raise ApiError(404, "unknown_event", "no such event: not an id this service issued", "event_id")
+    issued = _ids().issued(event_id)
+    if issued is None:  # checked before Redis is touched: a forged, altered or another store's id costs nothing
+        raise ApiError(404, "unknown_event", "no such event: not an id this store issued (its signature does not "
+                       "match)", "event_id")  # fmt: skip
     try:
         result = _writer().add_reward(
             event_id, slot, kind, payload, now, window + _UNJOINED_GRACE, issued + window, issued

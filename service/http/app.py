@@ -5,7 +5,10 @@
 ``STOREFRONT_CONFIG``   path of the store YAML (required)
 ``REDIS_URL``           Redis to log to, e.g. ``redis://host:6379/0`` or ``unix:///path/redis.sock``
 ``STOREFRONT_REDIS_PREFIX``  key prefix (default ``sb:<store name>:``)
-``STOREFRONT_ADMIN_TOKEN``   bearer token of the admin API (unset: the admin API answers 404)
+``STOREFRONT_API_KEYS_FILE``, ``STOREFRONT_API_KEYS``  the API keys (see :mod:`service.http.access`)
+``STOREFRONT_ADMIN_TOKEN``   one more admin key (without any admin key the admin API answers 404)
+``STOREFRONT_ID_SECRET``, ``STOREFRONT_ID_SECRET_FILE``  the secret event ids are signed with (unset: a random one
+                             kept in Redis, made by the first worker that starts)
 ``STOREFRONT_LOG_FLUSH_SECONDS``  how often the worker's decision writer flushes (default 0.005; 0: in the request)
 ``STOREFRONT_SPOOL_DIR``     where a worker spools writes while Redis is away (``storefront serve``: <data-dir>/spool;
                              unset: no spool, pages are served unlogged and rewards refused with 503 meanwhile)
@@ -24,10 +27,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
 from flask import Flask
 
 from service.clock import SYSTEM_CLOCK, Clock
-from service.http import admin, api, errors, ops
+from service.http import admin, api, errors, ops, personalizer
+from service.http.access import Keys, load_keys
+from service.http.ids import IdSigner
 from service.http.ladders import LadderWatcher
 from service.http.runtime import ConfigHolder
 from service.storage.protocols import Storage
@@ -55,6 +61,30 @@ def _writer(storage: Storage, settings: Mapping[str, Any], injected: bool) -> Wr
     return writer
 
 
+def _id_secret(settings: Mapping[str, Any], storage: Storage) -> bytes:
+    """The secret event ids are signed with: the settings', the environment's, else the one kept in Redis."""
+    if settings.get("ID_SECRET"):
+        return str(settings["ID_SECRET"]).encode()
+    if os.environ.get("STOREFRONT_ID_SECRET"):
+        return os.environ["STOREFRONT_ID_SECRET"].encode()
+    path = os.environ.get("STOREFRONT_ID_SECRET_FILE")
+    if path:
+        try:
+            secret = Path(path).read_text().strip()
+        except OSError as exc:
+            raise RuntimeError(f"STOREFRONT_ID_SECRET_FILE={path}: cannot read it: {exc.strerror or exc}") from None
+        if len(secret) < 16:
+            raise RuntimeError(f"STOREFRONT_ID_SECRET_FILE={path}: the secret must be at least 16 characters")
+        return secret.encode()
+    try:
+        return storage.shared_secret("event-ids")
+    except (redis.RedisError, OSError) as exc:
+        raise RuntimeError(
+            f"event ids cannot be signed: no STOREFRONT_ID_SECRET (or STOREFRONT_ID_SECRET_FILE) is set and the "
+            f"secret kept in Redis cannot be read ({exc}); set one of them so workers start while Redis is away"
+        ) from None
+
+
 def create_app(
     config_path: str | os.PathLike[str] | None = None,
     redis_url: str | None = None,
@@ -74,7 +104,9 @@ def create_app(
         A ready :class:`~service.storage.protocols.Storage` (tests inject one).
     settings
         Extra Flask config values; ``LADDER_CHECK_SECONDS`` (default 1) is how often a worker
-        looks for new ladder states, ``ADMIN_TOKEN`` overrides ``$STOREFRONT_ADMIN_TOKEN``.
+        looks for new ladder states, ``ADMIN_TOKEN`` overrides ``$STOREFRONT_ADMIN_TOKEN``, ``API_KEYS`` (a
+        :class:`~service.http.access.Keys`) replaces the environment's keys (an injected storage reads none
+        from the environment), ``ID_SECRET`` the event-id secret.
     clock
         Where event times come from (default the wall clock; tests pass a :class:`~service.clock.ManualClock`).
     """
@@ -95,6 +127,14 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.service.max_body_bytes
     app.config.update(settings or {})
     app.config.setdefault("ADMIN_TOKEN", os.environ.get("STOREFRONT_ADMIN_TOKEN") or None)
+    keys = app.config.get("API_KEYS")
+    if keys is None:  # the environment's keys; settings API_KEYS (a Keys) replaces them, ADMIN_TOKEN adds one
+        environ = {k: v for k, v in os.environ.items() if k != "STOREFRONT_ADMIN_TOKEN"}
+        keys = load_keys(environ) if not injected else Keys([])
+    if app.config["ADMIN_TOKEN"]:
+        keys = Keys([*keys.keys, *load_keys({"STOREFRONT_ADMIN_TOKEN": str(app.config["ADMIN_TOKEN"])}).keys])
+    app.extensions["storefront.keys"] = keys
+    app.extensions["storefront.ids"] = IdSigner(_id_secret(app.config, storage), config.name)
     app.extensions["storefront"] = holder
     app.extensions["storefront.storage"] = storage
     app.extensions["storefront.clock"] = clock or SYSTEM_CLOCK
@@ -105,5 +145,6 @@ def create_app(
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(personalizer.bp)
     app.register_blueprint(ops.bp)
     return app

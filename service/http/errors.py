@@ -31,12 +31,14 @@ _HTTP_CODES = {
 class ApiError(Exception):
     """A client error with its HTTP status, a stable machine-readable code and the field at fault."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra: Any):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):  # fmt: skip
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -63,7 +65,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+        response, status = error_response(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -164,6 +164,10 @@ class Joiner:
                 for record in records:
                     slot, tier = record["slot"], record["tier"]
                     outcome = "defaulted" if record["defaulted"] else "joined"
+                    if record.get("active") is False:  # deferred and never activated: kept, not learned from
+                        metrics.JOIN_OUTCOMES.labels("inactive").inc()
+                        stats.defaulted += 1
+                        continue
                     metrics.JOIN_OUTCOMES.labels(outcome).inc()
                     metrics.observe_joined_reward(slot, tier, record["reward"])
                     if outcome == "defaulted":

@@ -29,6 +29,7 @@ from bandit.escalation.guardrail import ArmStats
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, wants_gradient
 from bandit.escalation.state import SlotState
+from bandit.eventlog.events import is_learnable
 from bandit.learners.gradient import GradientLearner
 from service import metrics
 from service.audit import announce, publish_stage
@@ -344,7 +345,7 @@ class LadderRunner:
             read += len(entries)
             for _, record in entries:
                 slot = record.get("slot")
-                if slot in got and record.get("tier") != "pin" and len(got[slot]) < need[slot]:
+                if slot in got and is_learnable(record) and len(got[slot]) < need[slot]:
                     got[slot].append(record)
             end, inclusive = entries[-1][0], False
         for slot, ladder in ladders.items():

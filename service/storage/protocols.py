@@ -137,5 +137,14 @@ class LadderRunnerStorage(JoinedLog, LadderStore, HealthReports, LearnerLease, P
     """What the ladder runner needs."""
 
 
-class Storage(DecisionLog, StorageStatus, JoinQueue, LadderRunnerStorage, Protocol):
+class AccessStore(Protocol):
+    """What the API's access checks need (see :mod:`service.http.access`)."""
+
+    def hit(self, bucket: str, window: int, now: float) -> int: ...
+    def shared_secret(self, name: str) -> bytes: ...
+    def map_event(self, external: str, event_id: str, slots: Sequence[str], ttl: float) -> bool: ...
+    def mapped_event(self, external: str) -> tuple[str, list[str]] | None: ...
+
+
+class Storage(DecisionLog, StorageStatus, JoinQueue, LadderRunnerStorage, AccessStore, Protocol):
     """Everything: what one process serving the API and running the learner needs."""

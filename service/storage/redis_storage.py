@@ -39,6 +39,7 @@ fenced by its lease (a runner that lost the lease writes nothing), which
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
@@ -245,6 +246,39 @@ class RedisStorage:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # ---- access: rate-limit counters and the event-id secret (see service.http.access, service.http.ids) ------
+
+    def hit(self, bucket: str, window: int, now: float) -> int:
+        """Count one request in ``bucket``'s fixed window of ``window`` seconds that holds ``now``; the count."""
+        name = f"{self.prefix}rl:{bucket}:{int(now // window)}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, window + 1)
+        return int(pipe.execute()[0])
+
+    def map_event(self, external: str, event_id: str, slots: Sequence[str], ttl: float) -> bool:
+        """Remember that a client's own event id (the Personalizer API's ``eventId``) is ``event_id`` with these
+        slots, for ``ttl`` seconds; False when that id is already taken."""
+        value = event_id + "|" + ",".join(slots)
+        return bool(self.client.set(f"{self.prefix}pz:{external}", value, nx=True, ex=int(ttl) + 1))
+
+    def mapped_event(self, external: str) -> tuple[str, list[str]] | None:
+        """The event id and slots a client's own event id stands for (:meth:`map_event`), or None."""
+        value = self.client.get(f"{self.prefix}pz:{external}")
+        if not value:
+            return None
+        event_id, _, slots = value.decode().partition("|")
+        return event_id, slots.split(",") if slots else []
+
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret every worker of this store reads alike: made by the first to ask, kept in Redis."""
+        key = f"{self.prefix}secret:{name}"
+        self.client.set(key, secrets.token_hex(32), nx=True)
+        value = self.client.get(key)
+        if not value:
+            raise redis.RedisError(f"{key} vanished right after it was set")
+        return bytes(value)
 
     # ---- the writers' heartbeats (see service.storage.writebehind and service.learner.joiner) ----------------
 

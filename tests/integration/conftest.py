@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import STORE_CONFIG
+from tests.support import KEYS_ENV
 
 
 def free_port() -> int:
@@ -58,10 +59,19 @@ class LiveService:
 
 
 def start_service(
-    tmp: Path, config: Path, *extra: str, redis_url: str | None = None, prefix: str | None = None
+    tmp: Path,
+    config: Path,
+    *extra: str,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    keys: str | None = KEYS_ENV,
 ) -> LiveService:
+    """``keys``: the service's ``STOREFRONT_API_KEYS`` (None: serve makes its own in the data folder)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    drop = ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "STOREFRONT_API_KEYS", "STOREFRONT_API_KEYS_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if keys is not None:
+        env["STOREFRONT_API_KEYS"] = keys
     if redis_url:  # the same tests against an external Redis, under a key prefix of their own (or a shared one)
         env["REDIS_URL"] = redis_url
         env["STOREFRONT_REDIS_PREFIX"] = prefix or f"itest:{uuid.uuid4().hex[:10]}:"

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import LiveService
+from bandit.config import load_config
+from service.http.ids import IdSigner
+from tests.conftest import STORE_CONFIG
+from tests.integration.conftest import LiveService, start_service, stop_service
+from tests.support import KEY_HEADERS, keyed_session
 
 pytestmark = pytest.mark.integration
 
@@ -20,13 +24,16 @@ WINDOW = 2.0  # tests/fixtures/store.yaml: reward.window
 
 
 def rank(live: LiveService, body: dict, session: requests.Session | None = None) -> dict:
-    response = (session or requests).post(f"{live.url}/v1/rank", json=body, timeout=10)
+    if session is None:
+        response = requests.post(f"{live.url}/v1/rank", headers=KEY_HEADERS, json=body, timeout=10)
+    else:
+        response = session.post(f"{live.url}/v1/rank", json=body, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def reward(live: LiveService, body: dict) -> requests.Response:
-    return requests.post(f"{live.url}/v1/reward", json=body, timeout=10)
+    return requests.post(f"{live.url}/v1/reward", headers=KEY_HEADERS, json=body, timeout=10)
 
 
 def export(live: LiveService, tmp_path: Path) -> list[dict]:
@@ -114,9 +121,13 @@ def test_unknown_event_and_undecided_slot(live: LiveService) -> None:
     # An id from 1970 is both unknown and "late"; a fresh-looking id not logged may be a page still in another
     # worker's write-behind or spool: queued (and dropped, counted unknown, if its page never comes).
     assert response.status_code in (404, 410)
-    fresh_unknown = f"{int(time.time() * 1000):011x}" + "0" * 16
+    signer = IdSigner((live.data_dir / "id-secret").read_text().strip().encode(), load_config(STORE_CONFIG).name)
+    fresh_unknown = signer.issue(time.time())  # signed with the store's secret (serve made it), never served
     response = reward(live, {"event_id": fresh_unknown, "slot": "hero", "event": "click"})
     assert response.status_code == 202 and response.json()["status"] == "queued"
+    unsigned = fresh_unknown[:27]  # the same id without its signature (as ids were before they were signed)
+    response = reward(live, {"event_id": unsigned, "slot": "hero", "event": "click"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_event"
     response = reward(live, {"event_id": "not-an-id", "slot": "hero", "event": "click"})
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_event"
     page = rank(live, {"context": {"device": "quest"}, "slots": ["hero"]})
@@ -144,7 +155,7 @@ def test_served_shares_match_logged_propensities(live: LiveService, tmp_path: Pa
     bodies = [{"context": contexts[i % 3]} for i in range(10_000)]
 
     def call(chunk: list[dict]) -> list[str]:
-        with requests.Session() as session:
+        with keyed_session() as session:
             return [rank(live, body, session)["event_id"] for body in chunk]
 
     with ThreadPoolExecutor(8) as pool:
@@ -168,12 +179,12 @@ def test_served_shares_match_logged_propensities(live: LiveService, tmp_path: Pa
 
 
 def test_slots_endpoint_counts(live: LiveService) -> None:
-    before = requests.get(f"{live.url}/v1/slots", timeout=5).json()
+    before = requests.get(f"{live.url}/v1/slots", headers=KEY_HEADERS, timeout=5).json()
     rank(live, {"context": {"device": "quest"}})
     # The counts are in Redis once the worker's write-behind flushed (a few milliseconds).
     deadline = time.monotonic() + 5
     while True:
-        after = requests.get(f"{live.url}/v1/slots", timeout=5).json()
+        after = requests.get(f"{live.url}/v1/slots", headers=KEY_HEADERS, timeout=5).json()
         done = all(
             a["counts"]["decisions"] > b["counts"]["decisions"]
             for b, a in zip(before["slots"], after["slots"], strict=True)
@@ -185,3 +196,34 @@ def test_slots_endpoint_counts(live: LiveService) -> None:
     for b, a in zip(before["slots"], after["slots"], strict=True):
         assert a["counts"]["decisions"] == b["counts"]["decisions"] + 1
         assert a["tier"] == "rules" and a["config_version"] == after["config_version"]
+
+
+def test_serve_makes_its_keys_and_the_page_key_ranks_and_clicks_while_server_keys_stay_out_of_urls(
+    tmp_path: Path,
+) -> None:
+    """`storefront serve` with no keys in its environment: it makes a backend and a browser key in its data folder;
+    `storefront keys show` prints them; a page's browser key (in the URL, as a beacon sends it) ranks and clicks,
+    and the click is joined; a request without a key, or a backend key in a URL, is refused."""
+    live = start_service(tmp_path, STORE_CONFIG, keys=None)
+    try:
+        backend = live.storefront("keys", "show", "backend").stdout.strip()
+        browser = live.storefront("keys", "show", "browser").stdout.strip()
+        assert backend.startswith("sk_") and browser.startswith("pk_")
+        body = {"context": {"device": "quest"}}
+        assert requests.post(f"{live.url}/v1/rank", json=body, timeout=10).status_code == 401
+        assert requests.post(f"{live.url}/v1/rank?key={backend}", json=body, timeout=10).status_code == 401
+        page = requests.post(f"{live.url}/v1/rank?key={browser}", json=body, timeout=10)
+        assert page.status_code == 200, page.text
+        event_id = page.json()["event_id"]
+        click = {"event_id": event_id, "slot": "hero", "event": "click"}
+        assert requests.post(f"{live.url}/v1/reward?key={browser}", json=click, timeout=10).status_code == 202
+        buy = {"event_id": event_id, "slot": "hero", "event": "purchase", "revenue": 20}
+        assert requests.post(f"{live.url}/v1/reward?key={browser}", json=buy, timeout=10).status_code == 403
+        auth = {"Authorization": f"Bearer {backend}"}
+        assert requests.post(f"{live.url}/v1/reward", json=buy, headers=auth, timeout=10).status_code == 202
+        records = wait_joined(live, tmp_path, {event_id})
+        hero = next(r for r in records if r["slot"] == "hero")
+        assert set(hero["outcomes"]) >= {"click", "purchase"}, hero
+        assert "API keys in" in live.log()  # serve said where the keys are
+    finally:
+        stop_service(live)

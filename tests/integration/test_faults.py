@@ -26,6 +26,7 @@ import requests
 from service.storage.embedded import redis_server_binary
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import free_port, start_service, stop_service
+from tests.support import KEY_HEADERS, keyed_session
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
-        session = requests.Session()
+        session = keyed_session()
         period = 4 / RATE  # four client threads
         next_at = time.monotonic()
         while not stop.is_set():
@@ -169,7 +170,7 @@ def test_a_worker_killed_under_load_loses_at_most_its_last_flush_and_counts_it(t
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
-        session = requests.Session()
+        session = keyed_session()
         while not stop.is_set():
             body = {"context": {"device": rng.choice(["quest", "pcvr"])}}
             try:
@@ -177,7 +178,7 @@ def test_a_worker_killed_under_load_loses_at_most_its_last_flush_and_counts_it(t
             except requests.RequestException as exc:  # the killed worker's request in flight
                 with lock:
                     failed[type(exc).__name__] += 1
-                session = requests.Session()
+                session = keyed_session()
                 continue
             with lock:
                 if response.status_code == 200 and response.json()["logged"]:
@@ -246,7 +247,7 @@ def test_serve_restarted_on_the_embedded_default_keeps_logs_tiers_and_the_spool(
     config = tmp_path / "store.yaml"
     config.write_text(STORE_CONFIG.read_text().replace("window: 2s", "window: 30s"))  # joins wait for the check
     live = start_service(tmp_path, config)
-    session = requests.Session()
+    session = keyed_session()
     before = [session.post(f"{live.url}/v1/rank", json={"context": {"device": "quest"}}, timeout=10).json()
               for _ in range(20)]  # fmt: skip
     time.sleep(1.5)  # the embedded Redis's append-only file is fsync-ed every second
@@ -268,7 +269,7 @@ def test_serve_restarted_on_the_embedded_default_keeps_logs_tiers_and_the_spool(
         deadline = time.monotonic() + 30
         while any((tmp_path / "data" / "spool").glob("spool-*.jsonl")) and time.monotonic() < deadline:
             time.sleep(0.2)  # a new worker adopts the dead ones' spools and replays them
-        slots = requests.get(f"{again.url}/v1/slots", timeout=10).json()
+        slots = requests.get(f"{again.url}/v1/slots", headers=KEY_HEADERS, timeout=10).json()
         assert slots["counts_available"] is True
         assert {s["slot"]: s["tier"] for s in slots["slots"]} == {"hero": "rules", "row-1": "rules", "row-2": "rules"}
         url = json.loads((tmp_path / "data" / "serve.json").read_text())["redis_url"]

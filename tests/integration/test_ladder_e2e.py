@@ -16,6 +16,7 @@ from bandit.escalation.state import SlotState
 from service.storage import LadderWrite, RedisStorage
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import LiveService, start_service, stop_service
+from tests.support import KEY_HEADERS
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def served_tiers(live: LiveService, n: int = 8) -> set[str]:
     tiers = set()
     for _ in range(n):
         body = {"context": {"device": "quest", "country": "DE"}, "slots": ["hero"]}
-        response = requests.post(f"{live.url}/v1/rank", json=body, timeout=10)
+        response = requests.post(f"{live.url}/v1/rank", headers=KEY_HEADERS, json=body, timeout=10)
         assert response.status_code == 200, response.text
         tiers.add(response.json()["slots"][0]["tier"])
     return tiers
@@ -87,7 +88,7 @@ def test_tier_follows_the_ladder_and_rolls_back_with_one_call(tmp_path: Path, mo
         assert promoted.json()["status"]["stage"] == "ramp" and promoted.json()["status"]["share"] == 1.0
         # every worker picks the new state up within its once-a-second check, no restart
         wait_until(lambda: served_tiers(live) == {"tree"}, 10, "both workers to serve the tree")
-        slots = requests.get(f"{live.url}/v1/slots", timeout=10).json()["slots"]
+        slots = requests.get(f"{live.url}/v1/slots", headers=KEY_HEADERS, timeout=10).json()["slots"]
         assert slots[0]["stage"] == "ramp" and slots[0]["challenger_version"] == "tree-e2e000001"
 
         rolled = requests.post(f"{live.url}/v1/admin/slots/hero/rollback", headers=AUTH, timeout=10)

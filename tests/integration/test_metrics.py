@@ -35,6 +35,7 @@ from bandit.config import load_config
 from service import metrics
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import LiveService, free_port, start_service, stop_service
+from tests.support import KEY_HEADERS, LIMITED_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ LADDER_ONLY = {
     "storefront_gate_timestamp_seconds",
     "storefront_snapshot_timestamp_seconds",
 }
-EVENT_ID = re.compile(r"^[0-9a-f]{27}$")
+EVENT_ID = re.compile(r"^[0-9a-f]{27}([0-9a-f]{16})?$")
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -156,13 +157,13 @@ def declared_families() -> set[str]:
 
 
 def rank(live: LiveService, body: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(f"{live.url}/v1/rank", json=body, timeout=10)
+    response = requests.post(f"{live.url}/v1/rank", headers=KEY_HEADERS, json=body, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def post_reward(live: LiveService, body: dict[str, Any]) -> requests.Response:
-    return requests.post(f"{live.url}/v1/reward", json=body, timeout=10)
+    return requests.post(f"{live.url}/v1/reward", headers=KEY_HEADERS, json=body, timeout=10)
 
 
 # ---- processes, from /proc (psutil is not a dependency)
@@ -239,6 +240,7 @@ class Sent:
     tier_of: dict[tuple[str, str], str] = field(default_factory=dict)
     rewarded: set[tuple[str, str]] = field(default_factory=set)  # decisions with an accepted reward
     joined: list[dict[str, Any]] = field(default_factory=list)  # the exported joined log
+    limited_pages: int = 0  # full pages ranked with the rate-limited key
 
     def page(self, page: dict[str, Any]) -> dict[str, Any]:
         assert page["logged"] is True
@@ -339,6 +341,23 @@ def sent(live: LiveService, tmp_path_factory: pytest.TempPathFactory) -> Sent:
     assert response.status_code == 410, response.text
     sent.expect_error("late", "reward_window_closed")
     sent.late, sent.unknown = 1, 2
+    # Keys: a page without one is refused; a key over its limit (two a minute) is held back with a 429.
+    refused = requests.post(f"{live.url}/v1/rank", json={"context": {"device": "quest"}}, timeout=10)
+    assert refused.status_code == 401
+    sent.errors["rank", "unauthorized"] += 1
+    limited = {"Authorization": f"Bearer {LIMITED_KEY}"}
+    for _ in range(5):  # two fit in a minute's window; a third is refused (a fourth if the minute turned between)
+        answer = requests.post(
+            f"{live.url}/v1/rank", headers=limited, json={"context": {"device": "quest"}}, timeout=10
+        )
+        if answer.status_code == 429:
+            assert 1 <= int(answer.headers["Retry-After"]) <= 60
+            break
+        sent.page(answer.json())
+        sent.limited_pages += 1
+    else:
+        pytest.fail("the limited key was never held back")
+    sent.errors["rank", "rate_limited"] += 1
 
     # The learner joins every decision once its window closes; its counters land after each commit.
     total = sum(sent.decisions.values())
@@ -392,7 +411,8 @@ def test_joined_log_is_what_was_sent(sent: Sent) -> None:
 def test_counts_are_exact(live: LiveService, sent: Sent) -> None:
     samples = scrape(live)
     total = sum(sent.decisions.values())
-    assert total == PAGES * len(SLOTS) + 1 + 1 + 1  # full pages, the late and hero-only pages, the partial page
+    # Full pages (and those of the limited key), the late and hero-only pages, the partial page.
+    assert total == (PAGES + sent.limited_pages) * len(SLOTS) + 1 + 1 + 1
     assert by_labels(samples, "storefront_decisions_total", "slot", "tier") == {k: float(v) for k, v in
                                                                                 sent.decisions.items()}  # fmt: skip
     assert value(samples, "storefront_decisions_total") == total
@@ -406,6 +426,8 @@ def test_counts_are_exact(live: LiveService, sent: Sent) -> None:
     assert by_labels(samples, "storefront_http_errors_total", "endpoint", "code") == {
         k: float(v) for k, v in sent.errors.items()
     }
+    assert by_labels(samples, "storefront_auth_refused_total", "action", "reason") == {("rank", "missing"): 1.0}
+    assert by_labels(samples, "storefront_rate_limited_total", "key") == {("limited",): 1.0}
     rewarded = len(sent.rewarded)
     assert by_labels(samples, "storefront_join_outcomes_total", "outcome") == {
         ("joined",): rewarded,
@@ -479,7 +501,7 @@ def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
     config = load_config(STORE_CONFIG)
     item_ids = set(config.catalog.ids)
     allowed_names = {"slot", "tier", "event", "outcome", "endpoint", "code", "operation", "result", "store",
-                     "version", "le", "status", "publisher", "to", "reason"}  # fmt: skip
+                     "version", "le", "status", "publisher", "to", "reason", "action", "key"}  # fmt: skip
     publishers = {item.publisher for item in config.catalog.items} | {"other"}
     samples = scrape(live)
     assert samples
@@ -493,6 +515,10 @@ def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
                 assert label_value in config.slot_names
             if label == "publisher":
                 assert label_value in publishers
+            if label == "key":  # a key's name from the keys file, never its secret
+                assert label_value in {"tests", "page", "limited"}, label_value
+            if label == "action":
+                assert label_value in {"rank", "reward", "slots", "admin"}
             if label == "status":
                 assert label_value.isdigit() and len(label_value) == 3
 
@@ -691,7 +717,7 @@ def test_config_reload_refused_then_applied(live: LiveService, sent: Sent, confi
     def touch_workers() -> None:
         # Each worker checks the file (at most every 2 s) on a request; keep both busy.
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda _: requests.get(f"{live.url}/v1/slots", timeout=5), range(16)))
+            list(pool.map(lambda _: requests.get(f"{live.url}/v1/slots", headers=KEY_HEADERS, timeout=5), range(16)))
 
     config_path.write_text(original + "\nnot_a_section: 1\n")
     samples = wait_for_samples(

@@ -30,6 +30,7 @@ from dashboards import panels
 from dashboards.build import ALERTS_FILE
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import LiveService, free_port, start_service, stop_service
+from tests.support import keyed_session
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ class Stack:
 def _shopper(url: str, stop: threading.Event, seed: int) -> None:
     """Ranks pages and clicks/buys with item- and country-dependent odds; now and then a bad request."""
     rng = random.Random(seed)
-    session = requests.Session()
+    session = keyed_session()
     liked = {"US": "c", "DE": "e", "JP": "b"}
     n = 0
     while not stop.is_set():

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 import yaml
 
 from bandit.config import load_config
@@ -27,6 +26,7 @@ from service.storage import RedisStorage
 from tests.conftest import STORE_CONFIG
 from tests.integration.conftest import free_port, start_service, stop_service
 from tests.integration.test_faults import metric, start_redis
+from tests.support import keyed_session
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_two_servers_two_learners_one_redis(tmp_path: Path) -> None:
 
     def shopper(seed: int) -> None:
         rng = random.Random(seed)
-        on_a, on_b = requests.Session(), requests.Session()
+        on_a, on_b = keyed_session(), keyed_session()
         while not stop.is_set():
             page = on_a.post(f"{a.url}/v1/rank", json={"context": {"device": "quest"}}, timeout=10).json()
             slots = [s["slot"] for s in page["slots"] if s["item"] is not None]

@@ -15,6 +15,7 @@ from service.http.app import create_app
 from service.learner.joiner import Joiner
 from service.storage import RedisStorage
 from tests.conftest import STORE_CONFIG
+from tests.support import TEST_SETTINGS, keyed
 
 START = 1_790_000_000.0  # 2026-09-21, a fixed time: nothing here depends on when the test runs
 WINDOW = 2.0  # tests/fixtures/store.yaml: reward.window
@@ -27,8 +28,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def timed_client(storage: RedisStorage, clock: ManualClock) -> FlaskClient:
-    app = create_app(STORE_CONFIG, storage=storage, settings={"TESTING": True}, clock=clock)
-    return app.test_client()
+    app = create_app(STORE_CONFIG, storage=storage, settings=TEST_SETTINGS, clock=clock)
+    return keyed(app.test_client())
 
 
 def test_events_are_stamped_by_the_injected_clock(timed_client: FlaskClient, storage: RedisStorage) -> None:

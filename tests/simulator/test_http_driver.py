@@ -19,6 +19,7 @@ from simulator.http_driver import HTTPError, simulate_http
 from simulator.report import build_report
 from simulator.runner import simulate
 from simulator.scenario import load_scenario
+from tests.support import BACKEND_KEY, KEYS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 VR_CONFIG = ROOT / "examples" / "storefront.yaml"
@@ -38,6 +39,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("sim-live")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    env["STOREFRONT_API_KEYS"] = KEYS_ENV
     log = tmp / "serve.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", str(VR_CONFIG), "--bind", f"127.0.0.1:{port}",
@@ -72,7 +74,7 @@ def test_http_mode_orders_policies_as_in_process(live: str) -> None:
     config = load_config(VR_CONFIG)
     scenario = load_scenario("vr-store", config)
     events = 1_500
-    result = simulate_http(config, scenario, live, events, seed=7, peers=[], time_scale=0.0005)
+    result = simulate_http(config, scenario, live, events, seed=7, peers=[], time_scale=0.0005, api_key=BACKEND_KEY)
     report = build_report(result)
     assert report["mode"] == "http" and report["order"] == ["oracle", "live", "config", "uniform"]
     expected = {name: p["mean_expected_reward"] for name, p in report["policies"].items()}
@@ -95,3 +97,10 @@ def test_http_mode_reports_an_unreachable_service() -> None:
     scenario = load_scenario("vr-store", config)
     with pytest.raises(HTTPError, match="cannot reach"):
         simulate_http(config, scenario, "http://127.0.0.1:9", 5, peers=[])
+
+
+def test_http_mode_without_a_key_says_which_key_to_pass(live: str) -> None:
+    config = load_config(VR_CONFIG)
+    scenario = load_scenario("vr-store", config)
+    with pytest.raises(HTTPError, match=r"answered 401.*--api-key"):
+        simulate_http(config, scenario, live, 5, peers=[])

@@ -2,8 +2,8 @@
 
 ``/v1/admin/slots`` and ``/v1/admin/slots/{slot}`` read the ladder states;
 ``promote``, ``rollback``, ``freeze`` and ``unfreeze`` change one.  Every admin
-operation needs the admin token as a bearer token (tag ``admin``) and answers
-404 ``admin_disabled`` when none is configured.  The schemas of their bodies
+operation needs an admin key as a bearer token (tag ``admin``) and answers
+404 ``admin_disabled`` when no admin key is configured.  The schemas of their bodies
 and answers (``AdminSlotStatus``, ``Transition``...) are here too.
 """
 
@@ -128,19 +128,21 @@ def admin_paths(slot_names: list[str]) -> dict[str, Any]:
     """The admin endpoints: status, history, and one POST per operator action."""
     slot_param = {"name": "slot", "in": "path", "required": True, "schema": ref("SlotName")}
     internal = internal_error()
-    unauthorized = error_response(401, ("unauthorized",), ("unauthorized", None, "missing or wrong admin token"))
+    unauthorized = error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key"))
+    forbidden = error_response(403, ("forbidden",), ("forbidden", None, "key 'store-backend' (backend) may not call "
+                                                      "admin"))  # fmt: skip
     unavailable = error_response(
         503, ("storage_unavailable",), ("storage_unavailable", None, "ladder states cannot be read right now; retry")
     )
-    disabled = ("admin_disabled", None, "the admin API is disabled: set STOREFRONT_ADMIN_TOKEN")
-    common = {"401": unauthorized, "500": internal, "503": unavailable}
+    disabled = ("admin_disabled", None, "the admin API is disabled: no admin key is configured")
+    common = {"401": unauthorized, "403": forbidden, "500": internal, "503": unavailable}
 
     def op(method: str, operation_id: str, summary: str, description: str, ok: dict[str, Any], with_slot: bool,
            **more: Any) -> dict[str, Any]:  # fmt: skip
         codes = ("admin_disabled", "unknown_slot") if with_slot else ("admin_disabled",)
         operation: dict[str, Any] = {
             "operationId": operation_id, "tags": ["admin"], "summary": summary, "description": description,
-            "security": [{"bearer": []}],
+            "security": [{"bearer": []}, {"apiKey": []}],
             "responses": {"200": ok, **common, "404": error_response(404, codes, disabled), **more},
         }  # fmt: skip
         if with_slot:

@@ -15,6 +15,7 @@ from service.http.openapi.admin import admin_paths, admin_schemas
 from service.http.openapi.errors import error_schema
 from service.http.openapi.ops import ops_paths, ops_schemas
 from service.http.openapi.paths import store_paths
+from service.http.openapi.personalizer import personalizer_paths
 from service.http.openapi.reward_rule import reward_rule
 from service.http.openapi.schemas import store_schemas
 
@@ -46,17 +47,41 @@ def build(config: StoreConfig) -> dict[str, Any]:
         "tags": [
             {"name": "store", "description": "Called by the web store."},
             {"name": "ops", "description": "Probes, metrics and this document."},
-            {"name": "admin", "description": "Escalation status and operator actions (bearer token)."},
+            {"name": "admin", "description": "Escalation status and operator actions (an admin key)."},
+            {
+                "name": "personalizer",
+                "description": "Azure Personalizer's REST surface, mapped onto this service "
+                "(docs/migrating-from-personalizer.md).",
+            },
         ],
-        "paths": {**store_paths(config), **admin_paths(list(config.slot_names)), **ops_paths()},
+        "paths": {
+            **store_paths(config),
+            **admin_paths(list(config.slot_names)),
+            **ops_paths(),
+            **personalizer_paths(config),
+        },
         "components": {
             "schemas": {"Error": error_schema(), **store_schemas(config), **admin_schemas(), **ops_schemas()},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The admin token of `$STOREFRONT_ADMIN_TOKEN`.",
-                }
+                    "description": "An API key (`STOREFRONT_API_KEYS_FILE`, docs/security.md) as `Authorization: "
+                    "Bearer <key>`: backend and browser keys for the store API, admin keys for everything.",
+                },
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Api-Key",
+                    "description": "The same keys in the `X-Api-Key` header (or `Ocp-Apim-Subscription-Key`).",
+                },
+                "browserKey": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "key",
+                    "description": "A browser (publishable) key in the URL, for `navigator.sendBeacon`, which "
+                    "cannot set headers. A backend or admin key sent this way is refused (401).",
+                },
             },
         },
     }

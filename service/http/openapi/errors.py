@@ -52,10 +52,24 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "storage_unavailable": (503, "Redis is unreachable, so the reward cannot be stored; retry later."),
     "admin_disabled": (
         404,
-        "The admin API is off: no token is configured. Set `STOREFRONT_ADMIN_TOKEN` in the service's environment and "
-        "send it as `Authorization: Bearer <token>`.",
+        "The admin API is off: no admin key is configured. Add an `admin` line to `STOREFRONT_API_KEYS_FILE` (or set "
+        "`STOREFRONT_ADMIN_TOKEN`) and send it as `Authorization: Bearer <key>`.",
     ),
-    "unauthorized": (401, "An admin endpoint was called without the admin token, or with a wrong one."),
+    "unauthorized": (
+        401,
+        "The endpoint needs an API key and none came, or an unknown one, or a server (backend or admin) key came in "
+        "the URL (`?key=` is for browser keys only; rotate that key).",
+    ),
+    "forbidden": (
+        403,
+        "The key's role may not do this: a browser key on `/v1/slots` or the admin API, or posting `revenue` or an "
+        "explicit `reward` (those come from the store's servers, with a backend key).",
+    ),
+    "rate_limited": (
+        429,
+        "The key is over its `limit` (or over its `ip_limit` from this client address); `Retry-After` says in how "
+        "many seconds its window ends.",
+    ),
     "invalid_transition": (
         409,
         "The admin action does not apply to the slot's stage, e.g. `promote` with no challenger or `rollback` of a "

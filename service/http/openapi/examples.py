@@ -15,7 +15,7 @@ from bandit.config import StoreConfig
 from service.http.openapi.context import example_value
 
 # An id of the documented shape; examples use it where a real id from /v1/rank goes.
-EXAMPLE_EVENT_ID = "0190a4f3c2b7e1d2c3b4a5f6e7d"
+EXAMPLE_EVENT_ID = "0190a4f3c2b7e1d2c3b4a5f6e7d9f0c2a7b1e6d3c84"
 
 
 def rank_examples(config: StoreConfig) -> dict[str, Any]:

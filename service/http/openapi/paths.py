@@ -42,19 +42,63 @@ REWARD_400 = (
 
 
 def store_paths(config: StoreConfig) -> dict[str, Any]:
-    """The store path items, by path."""
-    return {
-        "/v1/rank": {"post": rank_operation(config)},
-        "/v1/reward": {"post": reward_operation(config)},
-        "/v1/slots": get_operation(
-            "slots",
-            "Each slot's live tier, escalation stage, config version and counters",
-            json_body(
-                ref("SlotsResponse"),
-                "The slots in page order; counts are zero with `counts_available: false` when Redis is unreachable.",
-            ),
-            "store",
+    """The store path items, by path, each with the keys it takes (:func:`access`)."""
+    slots = get_operation(
+        "slots",
+        "Each slot's live tier, escalation stage, config version and counters",
+        json_body(
+            ref("SlotsResponse"),
+            "The slots in page order; counts are zero with `counts_available: false` when Redis is unreachable.",
         ),
+        "store",
+    )
+    return {
+        "/v1/rank": {"post": with_access(rank_operation(config), config, "rank", ("backend", "browser"))},
+        "/v1/reward": {"post": with_access(reward_operation(config), config, "reward", ("backend", "browser"))},
+        "/v1/slots": {"get": with_access(slots["get"], config, "slots", ("backend",))},
+    }
+
+
+def with_access(operation: dict[str, Any], config: StoreConfig, action: str, roles: tuple[str, ...]) -> dict[str, Any]:
+    """``operation`` with its ``security`` (the key schemes; none needed when the config leaves it open) and the
+    401, 403 and 429 responses it can answer with."""
+    schemes: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+    if "browser" in roles:
+        schemes.append({"browserKey": []})
+    is_open = config.service.access.get(action) == "open"
+    if is_open:
+        schemes.append({})
+    forbidden: tuple[str, str | None, str] = ("forbidden", None, f"key 'store-pages' (browser) may not call {action}")
+    if action == "reward":
+        forbidden = "forbidden", "revenue", "key 'store-pages' is a browser key: it posts events without revenue"
+    needs = "open: a key is optional" if is_open else "needs an API key"
+    return {
+        **operation,
+        "description": f"{operation.get('description', operation['summary'])} **Access** ({action} in "
+        f"`service.access`): {needs}; keys of role {', '.join(roles)} or admin.",
+        "security": schemes,
+        "responses": {
+            **operation["responses"],
+            "401": error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key")),
+            **({"403": error_response(403, ("forbidden",), forbidden)} if action != "rank" else {}),
+            "429": {
+                **error_response(
+                    429,
+                    ("rate_limited",),
+                    (
+                        "rate_limited",
+                        None,
+                        "key 'store-pages' is over its limit of 20/s per client address; retry in 1 s",
+                    ),
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds until the key's window ends.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                },
+            },
+        },
     }
 
 

@@ -75,7 +75,8 @@ def store_schemas(config: StoreConfig) -> dict[str, Any]:
         "EventId": {
             "type": "string",
             "description": "Opaque id of one ranked page, as `/v1/rank` returned it. It carries the time it was "
-            "issued and will be signed in a later release: store and send it back as a string, never parse it.",
+            "issued and a signature (a made-up or altered id is answered 404 `unknown_event`): store and send it "
+            "back as a string, never parse it.",
             "examples": [EXAMPLE_EVENT_ID],
         },
         "Context": {

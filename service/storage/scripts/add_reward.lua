@@ -18,5 +18,5 @@ elseif redis.call('HSETNX', KEYS[2], field, ARGV[4]) == 0 then
 end
 redis.call('HINCRBY', KEYS[2], '_v', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('HINCRBY', KEYS[4], 'rewards:' .. ARGV[2], 1)
+if ARGV[3] ~= 'activate' then redis.call('HINCRBY', KEYS[4], 'rewards:' .. ARGV[2], 1) end
 return 'accepted:' .. tier

@@ -19,6 +19,7 @@ from bandit.eventlog.events import reward_value
 from service.http.app import create_app
 from service.storage import RedisStorage
 from tests.conftest import EXAMPLE_CONFIG, STORE_CONFIG
+from tests.support import TEST_SETTINGS, keyed
 
 ITEMS = {"a", "b", "c", "d", "e", "f", "g"}  # tests/fixtures/store.yaml
 PUBLISHER = {"a": "p1", "b": "p1", "c": "p2", "d": "p2", "e": "p3", "f": "p3", "g": "p4"}
@@ -101,7 +102,7 @@ def test_rules_match_the_context(client: FlaskClient) -> None:
 
 def test_pin_wins_its_slot(storage: RedisStorage) -> None:
     # examples/storefront.yaml pins golf-plus to row-2 for shoppers in France.
-    client = create_app(EXAMPLE_CONFIG, storage=storage, settings={"TESTING": True}).test_client()
+    client = keyed(create_app(EXAMPLE_CONFIG, storage=storage, settings=TEST_SETTINGS).test_client())
     for _ in range(10):
         page = rank(client, {"context": {"device": "quest", "country": "FR"}})
         row2 = page["slots"][2]
@@ -114,7 +115,7 @@ def test_pin_wins_its_slot(storage: RedisStorage) -> None:
 def test_publisher_cap(storage: RedisStorage, tmp_path: Path) -> None:
     config = tmp_path / "store.yaml"
     config.write_text(STORE_CONFIG.read_text() + "constraints:\n  publisher_cap: 1\n")
-    client = create_app(config, storage=storage, settings={"TESTING": True}).test_client()
+    client = keyed(create_app(config, storage=storage, settings=TEST_SETTINGS).test_client())
     for _ in range(20):
         page = rank(client, {"context": {"device": "quest"}, "candidates": ["a", "b", "c"]})
         items = [s["item"] for s in page["slots"] if s["item"] is not None]
@@ -207,7 +208,7 @@ def test_readyz(client: FlaskClient, app: Flask) -> None:
 
 
 def test_readyz_503_when_redis_is_unreachable() -> None:
-    client = create_app(STORE_CONFIG, storage=unreachable(), settings={"TESTING": True}).test_client()
+    client = keyed(create_app(STORE_CONFIG, storage=unreachable(), settings=TEST_SETTINGS).test_client())
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
@@ -216,7 +217,7 @@ def test_readyz_503_when_redis_is_unreachable() -> None:
 
 
 def test_rules_tier_serves_without_redis_but_rewards_wait() -> None:
-    client = create_app(STORE_CONFIG, storage=unreachable(), settings={"TESTING": True}).test_client()
+    client = keyed(create_app(STORE_CONFIG, storage=unreachable(), settings=TEST_SETTINGS).test_client())
     page = rank(client, {"context": {"device": "quest", "country": "JP"}})
     assert page["logged"] is False
     assert [s["slot"] for s in page["slots"]] == ["hero", "row-1", "row-2"]
@@ -249,11 +250,11 @@ def _rewrite(path: Path, text: str) -> None:
 def test_config_hot_reload(storage: RedisStorage, tmp_path: Path) -> None:
     config = tmp_path / "store.yaml"
     shutil.copy(STORE_CONFIG, config)
-    app = create_app(config, storage=storage, settings={"TESTING": True})
+    app = create_app(config, storage=storage, settings=TEST_SETTINGS)
     holder = app.extensions["storefront"]
     holder.check_every = 0
     holder._next_check = time.monotonic()  # the first check was scheduled with the default interval
-    client = app.test_client()
+    client = keyed(app.test_client())
     original = rank(client, {"context": {"device": "quest"}})["config_version"]
 
     _rewrite(config, STORE_CONFIG.read_text().replace("exploration: 0.2", "exploration: 0.25"))

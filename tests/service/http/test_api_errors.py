@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -157,9 +158,9 @@ def test_reward_refuses(client: FlaskClient, body: bytes | Any, status: int, cod
     assert_valid(response_validator(DOC, "/v1/reward", "post", status), error)
 
 
-def test_well_formed_event_id_not_logged_yet_is_queued(client: FlaskClient) -> None:
+def test_well_formed_event_id_not_logged_yet_is_queued(client: FlaskClient, app: Flask) -> None:
     """A fresh id the storage has not seen may be a page still in another worker's write-behind: kept, not 404."""
-    fresh = f"{int(time.time() * 1000):011x}" + "0" * 16
+    fresh = app.extensions["storefront.ids"].issue(time.time())
     response = post(client, "/v1/reward", {"event_id": fresh, "slot": "hero", "event": "click"})
     assert response.status_code == 202, response.get_data(as_text=True)
     body = json.loads(response.get_data())
@@ -167,8 +168,9 @@ def test_well_formed_event_id_not_logged_yet_is_queued(client: FlaskClient) -> N
     assert_valid(response_validator(DOC, "/v1/reward", "post", 202), body)
 
 
-def test_event_id_from_long_ago_is_late(client: FlaskClient) -> None:
-    response = post(client, "/v1/reward", {"event_id": "0" * 27, "slot": "hero", "reward": 1})
+def test_event_id_from_long_ago_is_late(client: FlaskClient, app: Flask) -> None:
+    long_ago = app.extensions["storefront.ids"].issue(0.0)
+    response = post(client, "/v1/reward", {"event_id": long_ago, "slot": "hero", "reward": 1})
     error = assert_error(response, 410, "reward_window_closed", "event_id")
     assert_valid(response_validator(DOC, "/v1/reward", "post", 410), error)
 

@@ -8,6 +8,8 @@ import uuid
 
 from flask.testing import FlaskClient
 
+from tests.support import keyed
+
 
 def series(client: FlaskClient) -> set[str]:
     text = client.get("/metrics").get_data(as_text=True)
@@ -29,7 +31,7 @@ def flood(client: FlaskClient, rng: random.Random, n: int) -> None:
 
 
 def test_unique_values_do_not_add_series(app: object) -> None:
-    client = app.test_client()  # type: ignore[attr-defined]
+    client = keyed(app.test_client())  # type: ignore[attr-defined]
     rng = random.Random(7)
     flood(client, rng, 20)  # every kind of request seen once: the series they may add are there now
     series(client)  # and a scrape's own

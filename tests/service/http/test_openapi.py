@@ -26,6 +26,7 @@ from service.http.app import create_app
 from service.http.openapi import ERROR_CODES, EXAMPLE_EVENT_ID, openapi_document, statuses
 from service.storage import RedisStorage
 from tests.conftest import EXAMPLE_CONFIG, ROOT, STORE_CONFIG
+from tests.support import TEST_SETTINGS, keyed
 
 _DOC_URI = "urn:storefront:openapi"
 EXAMPLE_DOC = openapi_document(load_config(EXAMPLE_CONFIG))
@@ -69,12 +70,12 @@ def request_examples(doc: dict[str, Any]) -> list[tuple[str, str, str, Any]]:
 
 @pytest.fixture
 def example_app(storage: RedisStorage) -> Flask:
-    return create_app(EXAMPLE_CONFIG, storage=storage, settings={"TESTING": True})
+    return create_app(EXAMPLE_CONFIG, storage=storage, settings=TEST_SETTINGS)
 
 
 @pytest.fixture
 def example_client(example_app: Flask) -> FlaskClient:
-    return example_app.test_client()
+    return keyed(example_app.test_client())
 
 
 # --------------------------------------------------------------------------- the document itself
@@ -122,9 +123,9 @@ def test_documented_error_codes_match_their_status() -> None:
         "unknown_decision",
     ]
     assert set(EXAMPLE_DOC["paths"]["/v1/reward"]["post"]["responses"]) == {
-        "202", "400", "404", "410", "413", "500", "503"
+        "202", "400", "401", "403", "404", "410", "413", "429", "500", "503"
     }  # fmt: skip
-    assert set(EXAMPLE_DOC["paths"]["/v1/rank"]["post"]["responses"]) == {"200", "400", "413", "500"}
+    assert set(EXAMPLE_DOC["paths"]["/v1/rank"]["post"]["responses"]) == {"200", "400", "401", "413", "429", "500"}
     assert set(EXAMPLE_DOC["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
 
 
@@ -169,7 +170,7 @@ def test_every_error_code_is_in_the_prose_reference() -> None:
 def test_routes_and_document_paths_match(example_app: Flask) -> None:
     routes: dict[str, set[str]] = {}
     for rule in example_app.url_map.iter_rules():
-        path = re.sub(r"<(\w+)>", r"{\1}", rule.rule)  # Flask's <slot> is OpenAPI's {slot}
+        path = re.sub(r"<(?:[^<>]*:)?(\w+)>", r"{\1}", rule.rule)  # Flask's <slot>, <any(...):v> are {slot}, {v}
         routes.setdefault(path, set()).update(m.lower() for m in (rule.methods or ()) - {"HEAD", "OPTIONS"})
     documented = {path: set(item) for path, item in EXAMPLE_DOC["paths"].items()}
     assert routes == documented
@@ -219,7 +220,7 @@ def test_metrics_are_text_as_documented(example_client: FlaskClient) -> None:
 
 def test_unreachable_redis_answers_fit_the_document() -> None:
     down = RedisStorage.from_url("redis://127.0.0.1:1/0", "x:")
-    client = create_app(EXAMPLE_CONFIG, storage=down, settings={"TESTING": True}).test_client()
+    client = keyed(create_app(EXAMPLE_CONFIG, storage=down, settings=TEST_SETTINGS).test_client())
     readyz = client.get("/readyz")
     assert readyz.status_code == 503
     assert_valid(response_validator(EXAMPLE_DOC, "/readyz", "get", 503), readyz.get_json())

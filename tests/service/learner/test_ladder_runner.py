@@ -26,7 +26,7 @@ from service.learner.joiner import Joiner
 from service.learner.ladder_runner import LadderRunner
 from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage
 from tests.conftest import STORE_CONFIG
-from tests.support import wait_for
+from tests.support import BACKEND_KEY, TEST_SETTINGS, keyed, wait_for
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -87,13 +87,13 @@ def config(config_path: Path) -> StoreConfig:
 
 @pytest.fixture
 def ladder_app(config_path: Path, storage: RedisStorage) -> Flask:
-    settings = {"TESTING": True, "LADDER_CHECK_SECONDS": 0, "ADMIN_TOKEN": TOKEN}
+    settings = {**TEST_SETTINGS, "LADDER_CHECK_SECONDS": 0, "ADMIN_TOKEN": TOKEN}
     return create_app(config_path, storage=storage, settings=settings)
 
 
 @pytest.fixture
 def client(ladder_app: Flask) -> FlaskClient:
-    return ladder_app.test_client()
+    return keyed(ladder_app.test_client())
 
 
 def rank(client: FlaskClient, country: str = "DE") -> dict[str, Any]:
@@ -208,13 +208,13 @@ def test_state_that_is_not_json_is_refused(client: FlaskClient, storage: RedisSt
 
 def test_redis_down_keeps_the_current_policies(config_path: Path, storage: RedisStorage, config: StoreConfig) -> None:
     save(storage, state(config, "promoted", previous=None))
-    app = create_app(config_path, storage=storage, settings={"TESTING": True, "LADDER_CHECK_SECONDS": 0})
+    app = create_app(config_path, storage=storage, settings={**TEST_SETTINGS, "LADDER_CHECK_SECONDS": 0})
     holder: ConfigHolder = app.extensions["storefront"]
     assert holder.runtime.tiers()["hero"] == "tree"
     down = RedisStorage.from_url("redis://127.0.0.1:1/0", storage.prefix)
     assert holder.ladders is not None
     holder.ladders.storage = down
-    page = rank(app.test_client())
+    page = rank(keyed(app.test_client()))
     assert page["slots"][0]["tier"] == "tree" and page["logged"] is True
 
 
@@ -377,7 +377,9 @@ def test_lease_one_runner_at_a_time_and_takeover(storage: RedisStorage, config: 
 
 
 def test_admin_is_off_without_a_token(config_path: Path, storage: RedisStorage) -> None:
-    client = create_app(config_path, storage=storage, settings={"TESTING": True, "ADMIN_TOKEN": None}).test_client()
+    client = keyed(
+        create_app(config_path, storage=storage, settings={**TEST_SETTINGS, "ADMIN_TOKEN": None}).test_client()
+    )
     for method, path in [("get", "/v1/admin/slots"), ("post", "/v1/admin/slots/hero/promote")]:
         response = client.open(path, method=method.upper(), headers=AUTH)
         assert response.status_code == 404
@@ -388,9 +390,12 @@ def test_admin_is_off_without_a_token(config_path: Path, storage: RedisStorage) 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
                                      {"Authorization": f"Basic {TOKEN}"}])  # fmt: skip
 def test_admin_needs_the_token(client: FlaskClient, headers: dict[str, str]) -> None:
+    client.environ_base.pop("HTTP_AUTHORIZATION")  # not the store's backend key: it is refused with a 403 (below)
     for method, path in [("get", "/v1/admin/slots"), ("post", "/v1/admin/slots/hero/freeze")]:
         response = client.open(path, method=method.upper(), headers=headers)
         assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
+        backend = client.open(path, method=method.upper(), headers={"Authorization": f"Bearer {BACKEND_KEY}"})
+        assert backend.status_code == 403 and backend.get_json()["error"]["code"] == "forbidden"
 
 
 def test_admin_status_actions_and_history(client: FlaskClient, storage: RedisStorage, config: StoreConfig) -> None:

@@ -1,0 +1,93 @@
+"""The Personalizer-compatible API in process: mapping details the SDK test does not reach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bandit.config import load_config
+from service.learner.joiner import Joiner
+from service.storage.redis_storage import RedisStorage
+from tests.conftest import STORE_CONFIG
+
+ACTIONS = [{"id": i, "features": [{"genre": "x"}]} for i in ("a", "b", "c", "d", "e", "f")]
+
+
+def rank(client: FlaskClient, path: str = "/personalizer/rank", **body: Any) -> Any:
+    return client.post(path, json={"contextFeatures": [{"device": "quest"}], "actions": ACTIONS, **body})
+
+
+def test_versioned_and_unversioned_paths_rank_alike(client: FlaskClient) -> None:
+    for path in ("/personalizer/rank?api-version=2022-09-01-preview", "/personalizer/v1.0/rank"):
+        answer = rank(client, path)
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+        assert len(answer.get_json()["eventId"]) == 43  # the service's own signed id when the client sent none
+    assert rank(client, "/personalizer/v9/rank").status_code == 404
+
+
+def test_features_map_onto_declared_context_fields_and_the_rest_is_named(client: FlaskClient) -> None:
+    answer = client.post("/personalizer/rank", json={
+        "contextFeatures": [{"user": {"device": "pcvr", "country": "JP"}}, {"referrer": "ad", "tags": ["x"]}],
+        "actions": ACTIONS,
+    })  # fmt: skip
+    assert answer.status_code == 201
+    assert answer.headers["X-Storefront-Ignored-Features"] == "referrer, tags"
+    conflicting = client.post("/personalizer/rank", json={
+        "contextFeatures": [{"device": "pcvr"}, {"user": {"device": "quest"}}], "actions": ACTIONS})  # fmt: skip
+    assert conflicting.status_code == 400 and conflicting.get_json()["error"]["field"] == "contextFeatures.device"
+
+
+def test_multi_slot_exclusions_per_slot_hold_and_no_item_is_served_twice(client: FlaskClient) -> None:
+    for _ in range(30):
+        answer = client.post("/personalizer/multislot/rank", json={
+            "contextFeatures": [{"device": "quest"}], "actions": ACTIONS,
+            "slots": [{"id": "row-1", "baselineAction": "c", "excludedActions": ["d", "e"]},
+                      {"id": "hero", "baselineAction": "a", "excludedActions": ["a"]}],
+        })  # fmt: skip
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+        chosen = {s["id"]: s["rewardActionId"] for s in answer.get_json()["slots"]}
+        assert list(chosen) == ["row-1", "hero"]  # the request's order
+        assert chosen["hero"] != "a" and chosen["row-1"] not in ("d", "e") and chosen["hero"] != chosen["row-1"]
+
+
+def test_baseline_and_slot_mistakes_name_their_field(client: FlaskClient) -> None:
+    cases = [
+        ([{"id": "footer", "baselineAction": "a"}], "slots[0].id"),
+        ([{"id": "hero", "baselineAction": "zz"}], "slots[0].baselineAction"),
+        ([{"id": "hero", "baselineAction": "a"}, {"id": "hero", "baselineAction": "b"}], "slots[1].id"),
+    ]
+    for slots, field in cases:
+        answer = client.post("/personalizer/multislot/rank", json={
+            "contextFeatures": [{"device": "quest"}], "actions": ACTIONS, "slots": slots})  # fmt: skip
+        assert answer.status_code == 400 and answer.get_json()["error"]["field"] == field, answer.get_json()
+
+
+def test_activation_marks_only_the_activated_deferred_page_learnable(
+    client: FlaskClient, app: Flask, storage: RedisStorage
+) -> None:
+    shown = rank(client, eventId="pz-shown", deferActivation=True).get_json()
+    hidden = rank(client, eventId="pz-hidden", deferActivation=True).get_json()
+    plain = rank(client).get_json()
+    assert client.post("/personalizer/events/pz-shown/activate").status_code == 204
+    assert client.post(f"/personalizer/events/{plain['eventId']}/activate").status_code == 204  # nothing to do
+    assert client.post("/personalizer/events/pz-hidden/reward", json={"value": 1}).status_code == 204
+    assert client.post("/personalizer/events/never-ranked/activate").status_code == 404
+    assert shown["eventId"] == "pz-shown" and hidden["eventId"] == "pz-hidden"
+
+    joiner = Joiner(storage, load_config(STORE_CONFIG), grace=0.0)
+    joiner.run_once(now=app.extensions["storefront.clock"].time() + 10)
+    records = {r["event_id"]: r for _, r in storage.joined()}
+    by_external = {ext: records[storage.mapped_event(ext)[0]] for ext in ("pz-shown", "pz-hidden")}  # type: ignore[index]
+    assert by_external["pz-shown"]["active"] is True and by_external["pz-hidden"]["active"] is False
+    assert by_external["pz-hidden"]["explicit_reward"] == 1.0 and "activate" not in by_external["pz-shown"]["outcomes"]
+    assert "active" not in records[plain["eventId"]]
+
+
+@pytest.mark.parametrize("value", [1.5, -2, "1", None])
+def test_a_reward_outside_personalizers_range_is_refused(client: FlaskClient, value: Any) -> None:
+    event_id = rank(client).get_json()["eventId"]
+    answer = client.post(f"/personalizer/events/{event_id}/reward", json={"value": value})
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "value"
