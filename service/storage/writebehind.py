@@ -289,10 +289,18 @@ class WriteBehind:
             return LATE
         entry = _reward_entry(event_id, slot, kind, payload, now, ttl, window_close)
         with self._lock:
-            if self.spool is None or not self.spool.append([entry]):
-                metrics.REWARDS_DROPPED.labels("spool_full" if self.spool else "no_spool").inc()
-                raise redis.ConnectionError("rewards cannot be stored or spooled right now")
-            metrics.SPOOL_BYTES.set(self.spool.size)
+            if not self.degraded:
+                # The writer replayed the spool and found Redis back since the check above: a reward spooled now
+                # would wait there until the next outage.  Store it as any other.
+                back = True
+            else:
+                back = False
+                if self.spool is None or not self.spool.append([entry]):
+                    metrics.REWARDS_DROPPED.labels("spool_full" if self.spool else "no_spool").inc()
+                    raise redis.ConnectionError("rewards cannot be stored or spooled right now")
+                metrics.SPOOL_BYTES.set(self.spool.size)
+        if back:
+            return self.add_reward(event_id, slot, kind, payload, now, ttl, window_close, issued)
         metrics.REWARDS_QUEUED.labels("storage_away").inc()
         return QUEUED
 

@@ -137,6 +137,14 @@ def test_redis_down_for_ten_seconds_under_load(tmp_path: Path, monkeypatch: pyte
         lost_accepted = [k for k in missing if rewards[k] == "accepted"]
         late = metric(live.url, 'storefront_rewards_replayed_total{outcome="late"}')
         assert not lost_accepted, f"{len(lost_accepted)} rewards stored at once are missing from the log"
+        if len(missing) > late:  # say what became of them
+            text = requests.get(f"{live.url}/metrics", timeout=5).text
+            lines = [x for x in text.splitlines() if x.startswith(("storefront_rewards_", "storefront_join_outcomes"))]
+            found = [(r["event_id"][:14], r["slot"], r["outcomes"], r["ts"], r["joined_at"]) for r in records
+                     if (r["event_id"], r["slot"]) in missing]  # fmt: skip
+            print(
+                "\n".join(lines), found, "\n".join(x for x in live.log().splitlines() if "storage" in x or "eplay" in x)
+            )
         assert len(missing) <= late, f"{len(missing)} queued rewards missing from the log, {late:g} counted late"
         print(f"\nredis outage: {len(answered_202)} rewards answered 202, {len(missing)} joined late (counted "
               f"{late:g}), {statuses['reward 410']} refused as late")  # fmt: skip

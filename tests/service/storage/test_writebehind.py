@@ -263,3 +263,34 @@ def test_an_unreadable_page_is_dropped_and_counted_not_retried_forever(storage: 
     reader = RedisStorage(storage.client, storage.prefix)  # another process: the dictionary only in Redis
     stats = Joiner(reader, load_config(STORE_CONFIG), grace=0).run_once()
     assert stats.expired == 1 and storage.due_length() == 0
+
+
+class _ReplayFirst:
+    """The writer's lock, taken by the writer thread's replay just before the request thread gets it."""
+
+    def __init__(self, writer: WriteBehind, clock: Clock) -> None:
+        self.writer, self.clock, self.lock, self.done = writer, clock, writer._lock, False
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        if not self.done and self.writer.degraded:
+            self.done = True
+            self.writer._replay(self.clock.now)  # Redis is back: the spool is replayed, degraded cleared
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_reward_that_races_the_replay_is_stored_not_left_in_the_spool(storage: RedisStorage, tmp_path: Path) -> None:
+    """The request saw the worker degraded; by the time it holds the lock the writer has replayed: spooled now, the
+    reward would wait in the spool until the next outage (the fault test's rare lost reward)."""
+    clock = Clock()
+    writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0, replay_grace=30.0, clock=clock)
+    p = page(clock.now)
+    assert writer.log_event(p, TTL)
+    writer.degraded = True  # the outage just ended: the worker has not replayed yet
+    writer._lock = _ReplayFirst(writer, clock)  # type: ignore[assignment]
+    result = writer.add_reward(p["event_id"], "hero", "click", {}, clock.now, TTL, clock.now + WINDOW)
+    assert result.startswith("accepted"), result
+    assert not writer.degraded and writer.ready()["spool_bytes"] == 0
+    assert b"hero|click" in storage.client.hgetall(f"{storage.prefix}rw:{p['event_id']}")
