@@ -4,6 +4,7 @@
 #   wrk         the HTTP load generator of the rank benchmark
 #   docker-compose  validates docker-compose.yml (`docker-compose config`; no Docker engine needed)
 #   npm         installs TypeScript and @grafana/schema to check the dashboards against Grafana's schema
+#   chromium    the browser of the page tests (driven by Playwright from PyPI; never a browser download)
 # Idempotent and quiet: when every command is already on PATH it does nothing (no apt-get update).
 # Run as root (or with sudo available) on Debian bookworm / Ubuntu.
 set -eu
@@ -13,6 +14,7 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
 command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -45,6 +47,6 @@ case "$need" in
     ;;
 esac
 
-for cmd in prometheus promtool wrk docker-compose npm; do
+for cmd in prometheus promtool wrk docker-compose npm chromium; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup-system.sh: $cmd still missing after install" >&2; exit 1; }
 done

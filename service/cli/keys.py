@@ -72,18 +72,25 @@ def keys_path(data_dir: Path) -> Path:
     return Path(os.environ.get("STOREFRONT_API_KEYS_FILE") or data_dir / KEYS_FILE)
 
 
+def secret_of(path: Path, what: str) -> str | None:
+    """The secret of the first key of ``path`` named ``what`` or of role ``what``; None when there is none."""
+    for line in path.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 3 and what in (fields[0], fields[1]):
+            return fields[2]
+    return None
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     path = keys_path(Path(args.data_dir))
     try:
-        lines = path.read_text().splitlines()
+        secret = secret_of(path, args.what)
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror or exc} (storefront serve makes it on its first start)", 1) from None
-    for line in lines:
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 3 and args.what in (fields[0], fields[1]):
-            print(fields[2])
-            return 0
-    raise CommandError(f"{path}: no key named {args.what!r} and no key of that role", 1)
+    if secret is None:
+        raise CommandError(f"{path}: no key named {args.what!r} and no key of that role", 1)
+    print(secret)
+    return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:

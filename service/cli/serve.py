@@ -16,7 +16,7 @@ from typing import Any
 
 from bandit.config import load_config
 from service.cli.common import DEFAULT_DATA_DIR, STATE_FILE, CommandError, log_level_arg
-from service.cli.keys import ensure_id_secret, ensure_keys
+from service.cli.keys import ensure_id_secret, ensure_keys, secret_of
 from service.http.access import KeysError, load_keys
 from service.http.workers import SERVE_THREADS, SERVE_WORKERS
 
@@ -61,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keys = load_keys(access_env)  # a bad keys file stops serve here, with its line, not in every worker
     except KeysError as exc:
         raise CommandError(f"error: {exc}", 2) from None
+    if not access_env.get("STOREFRONT_DEMO_KEY") and access_env.get("STOREFRONT_API_KEYS_FILE"):
+        demo_key = secret_of(Path(access_env["STOREFRONT_API_KEYS_FILE"]), "browser")  # public by design
+        if demo_key:
+            access_env["STOREFRONT_DEMO_KEY"] = demo_key
     if not len(keys):
         log.warning("no API keys (STOREFRONT_API_KEYS_FILE, STOREFRONT_API_KEYS): every endpoint that needs one "
                     "answers 401; give every replica the same keys file (docs/security.md)")  # fmt: skip
@@ -125,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config_path, config.version, args.bind, "embedded Redis" if embedded else "REDIS_URL",
         "" if learner else ", learner not started",
     )  # fmt: skip
+    log.info("demo storefront: http://%s/demo", args.bind)
     status = 0
     redis_gone = False
     try:

@@ -7,6 +7,7 @@
 ``STOREFRONT_REDIS_PREFIX``  key prefix (default ``sb:<store name>:``)
 ``STOREFRONT_API_KEYS_FILE``, ``STOREFRONT_API_KEYS``  the API keys (see :mod:`service.http.access`)
 ``STOREFRONT_ADMIN_TOKEN``   one more admin key (without any admin key the admin API answers 404)
+``STOREFRONT_DEMO_KEY``      the browser key ``/demo`` uses (``storefront serve`` sets it to the one it made)
 ``STOREFRONT_ID_SECRET``, ``STOREFRONT_ID_SECRET_FILE``  the secret event ids are signed with (unset: a random one
                              kept in Redis, made by the first worker that starts)
 ``STOREFRONT_LOG_FLUSH_SECONDS``  how often the worker's decision writer flushes (default 0.005; 0: in the request)
@@ -31,7 +32,7 @@ import redis
 from flask import Flask
 
 from service.clock import SYSTEM_CLOCK, Clock
-from service.http import admin, api, errors, ops, personalizer
+from service.http import admin, api, demo, errors, ops, personalizer
 from service.http.access import Keys, load_keys
 from service.http.ids import IdSigner
 from service.http.ladders import LadderWatcher
@@ -134,6 +135,7 @@ def create_app(
     if app.config["ADMIN_TOKEN"]:
         keys = Keys([*keys.keys, *load_keys({"STOREFRONT_ADMIN_TOKEN": str(app.config["ADMIN_TOKEN"])}).keys])
     app.extensions["storefront.keys"] = keys
+    app.config.setdefault("DEMO_KEY", os.environ.get("STOREFRONT_DEMO_KEY") or None)
     app.extensions["storefront.ids"] = IdSigner(_id_secret(app.config, storage), config.name)
     app.extensions["storefront"] = holder
     app.extensions["storefront.storage"] = storage
@@ -146,5 +148,6 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(personalizer.bp)
+    app.register_blueprint(demo.bp)
     app.register_blueprint(ops.bp)
     return app

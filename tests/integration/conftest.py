@@ -65,13 +65,16 @@ def start_service(
     redis_url: str | None = None,
     prefix: str | None = None,
     keys: str | None = KEYS_ENV,
+    env_extra: dict[str, str] | None = None,
 ) -> LiveService:
-    """``keys``: the service's ``STOREFRONT_API_KEYS`` (None: serve makes its own in the data folder)."""
+    """``keys``: the service's ``STOREFRONT_API_KEYS`` (None: serve makes its own in the data folder);
+    ``env_extra``: more of its environment."""
     port = free_port()
     drop = ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "STOREFRONT_API_KEYS", "STOREFRONT_API_KEYS_FILE")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     if keys is not None:
         env["STOREFRONT_API_KEYS"] = keys
+    env.update(env_extra or {})
     if redis_url:  # the same tests against an external Redis, under a key prefix of their own (or a shared one)
         env["REDIS_URL"] = redis_url
         env["STOREFRONT_REDIS_PREFIX"] = prefix or f"itest:{uuid.uuid4().hex[:10]}:"

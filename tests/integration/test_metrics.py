@@ -52,8 +52,9 @@ FAULT_ONLY = {"storefront_config_reloads", "storefront_storage_errors", "storefr
 # The write-behind's losses and replays: never in this module (Redis stays down once stopped; the fault tests
 # of tests/integration/test_faults.py see them).
 WRITER_FAULTS = {"storefront_decision_log_dropped", "storefront_rewards_dropped", "storefront_rewards_replayed"}
-# Exported only for slots with a publisher exposure cap (this store has none).
-CAP_ONLY = {"storefront_exposure_cap_share"}
+# Exported only for slots with a publisher exposure cap (this store has none), and for pages ranked through the
+# Personalizer API with deferred activation (tests/integration/test_personalizer_sdk.py reads it).
+CAP_ONLY = {"storefront_exposure_cap_share", "storefront_activations"}
 # Exported once a slot escalates; every slot of this store stays on rules
 # (see tests/service/learner/test_ladder_runner.py).
 LADDER_ONLY = {

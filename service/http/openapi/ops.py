@@ -65,6 +65,21 @@ def ops_paths() -> dict[str, Any]:
             },
             "ops",
         ),
+        "/static/storefront.js": get_operation(
+            "snippet",
+            "The page snippet: ranks the page's slots with a browser key, reports clicks (docs/integration.md)",
+            {
+                "description": "JavaScript, no dependencies.",
+                "content": {"text/javascript": {"schema": {"type": "string"}}},
+            },
+            "ops",
+        ),
+        "/demo": get_operation(
+            "demo",
+            "A demo storefront of the configured catalog that uses only the snippet (`?key=` a browser key)",
+            {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+            "ops",
+        ),
         "/openapi.json": get_operation(
             "openapi",
             "This document",
