@@ -20,9 +20,10 @@ from service.http.openapi.schemas import LADDER_FIELDS, ladder_properties
 def admin_schemas() -> dict[str, Any]:
     """The components of the admin endpoints, by name."""
     return {
-        "AdminSlotStatus": {
+        # The fields of a slot's status, without a closing rule, so that AdminSlotDetail can add its own to them.
+        "AdminSlotStatus": {"allOf": [ref("AdminSlotFields")], "unevaluatedProperties": False},
+        "AdminSlotFields": {
             "type": "object",
-            "additionalProperties": False,
             "required": [
                 "slot",
                 "position",
@@ -87,7 +88,7 @@ def admin_schemas() -> dict[str, Any]:
             },
         },
         "AdminSlotDetail": {
-            "allOf": [{"$ref": "#/components/schemas/AdminSlotStatus"}],
+            "allOf": [ref("AdminSlotFields")],
             "type": "object",
             "required": ["state", "history"],
             "properties": {
