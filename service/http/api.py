@@ -98,7 +98,25 @@ def _body(runtime: Runtime) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body is nested too deeply", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_type", "request body must be a JSON object", "body")
+    if not _shallow(body):
+        raise ApiError(400, "invalid_json", f"request body is nested more than {MAX_DEPTH} levels deep", "body")
     return body
+
+
+#: The deepest nesting of objects and arrays a body may have (no endpoint needs more than a few levels).
+MAX_DEPTH = 32
+
+
+def _shallow(body: dict[str, Any]) -> bool:
+    """Whether ``body`` nests objects and arrays at most :data:`MAX_DEPTH` deep (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
 def _unknown_keys(body: Mapping[str, Any], allowed: frozenset[str]) -> None:

@@ -91,3 +91,19 @@ def test_a_reward_outside_personalizers_range_is_refused(client: FlaskClient, va
     event_id = rank(client).get_json()["eventId"]
     answer = client.post(f"/personalizer/events/{event_id}/reward", json={"value": value})
     assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "value"
+
+
+def test_a_body_nested_past_the_limit_is_a_400_not_a_crash(client: FlaskClient) -> None:
+    """contextFeatures are walked recursively: 900 nested objects fit the size limit and Python's parser."""
+    deep: dict[str, Any] = {"device": "quest"}
+    for _ in range(900):
+        deep = {"x": deep}
+    for path in ("/personalizer/rank", "/v1/rank"):
+        body = (
+            {"contextFeatures": [deep], "actions": ACTIONS} if path.startswith("/personalizer") else {"context": deep}
+        )
+        answer = client.post(path, json=body)
+        assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "body", path
+        assert "32 levels" in answer.get_json()["error"]["message"]
+    ok = {"user": {"profile": {"device": "quest"}}}  # a few levels are fine
+    assert client.post("/personalizer/rank", json={"contextFeatures": [ok], "actions": ACTIONS}).status_code == 201
