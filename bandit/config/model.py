@@ -354,6 +354,8 @@ class ServiceSettings:
     joined_log_max_events: int = 1_000_000
     #: ``rank``, ``reward``, ``slots`` -> ``key`` (an API key is needed; the default) or ``open``.
     access: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict.fromkeys(ACCESS_ACTIONS, "key")))
+    #: Origins (``https://www.example.com``) whose pages may call the store API from the browser (CORS).
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

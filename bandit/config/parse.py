@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from types import MappingProxyType
@@ -652,7 +653,7 @@ class ConfigChecker(Checker):
 
     def service(self, value: Any, path: Path) -> ServiceSettings | None:
         spec = self.mapping(value, path, optional=("max_body_bytes", "max_candidates", "joined_log_max_events",
-                                                   "access"))  # fmt: skip
+                                                   "access", "cors_origins"))  # fmt: skip
         if spec is None:
             return None
         kwargs: dict[str, Any] = {}
@@ -672,6 +673,15 @@ class ConfigChecker(Checker):
                     else:
                         chosen[action] = mode
                 kwargs["access"] = MappingProxyType(chosen)
+        if "cors_origins" in spec:
+            origins = []
+            for i, origin in enumerate(self.listing(spec["cors_origins"], (*path, "cors_origins"))):
+                if not isinstance(origin, str) or not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+                    self.error((*path, "cors_origins", i), "must be an origin: scheme and host (and port), no path, "
+                               "e.g. https://www.example.com")  # fmt: skip
+                else:
+                    origins.append(origin)
+            kwargs["cors_origins"] = tuple(origins)
         return ServiceSettings(**kwargs)
 
 

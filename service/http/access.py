@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from flask import current_app, request
+from flask import Response, current_app, request
 
 from service import metrics
 from service.http.errors import ApiError
@@ -259,3 +259,25 @@ def _limit(key: ApiKey) -> None:
             per = "key" if bucket.startswith("k:") else "client address"
             raise ApiError(429, "rate_limited", f"key {key.name!r} is over its limit of {rate.text()} per {per}; "
                            f"retry in {wait} s", headers={"Retry-After": str(wait)})  # fmt: skip
+
+
+# --------------------------------------------------------------------------- pages on other origins (CORS)
+
+#: Paths a page may call from another origin: the store API a page uses (rank and reward) and the snippet.
+CORS_PATHS = ("/v1/rank", "/v1/reward")
+_CORS_HEADERS = "Content-Type, Authorization, X-Api-Key"
+
+
+def cors(response: Response, origins: tuple[str, ...]) -> Response:
+    """Let a page of a configured origin (``service.cors_origins``) read rank and reward answers, and answer the
+    browser's preflight.  Other origins get no CORS headers, so their pages' calls fail in the browser."""
+    origin = request.headers.get("Origin")
+    if not origin or origin not in origins or request.path not in CORS_PATHS:
+        return response
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers.add("Vary", "Origin")
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response

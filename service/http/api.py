@@ -72,7 +72,7 @@ _ACTIONS = {"v1.rank": "rank", "v1.reward": "reward", "v1.slots": "slots"}
 def _authorise() -> None:
     """The key the endpoint needs (unless the config leaves it open), and the key's rate limits."""
     action = _ACTIONS.get(request.endpoint or "")
-    if action is not None:
+    if action is not None and request.method != "OPTIONS":  # a browser's CORS preflight carries no key
         request.environ["storefront.key"] = authorise(action, _runtime().config.service.access)
 
 

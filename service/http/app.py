@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask
+from flask import Flask, Response
 
 from service.clock import SYSTEM_CLOCK, Clock
 from service.http import admin, api, demo, errors, ops, personalizer
-from service.http.access import Keys, load_keys
+from service.http.access import Keys, cors, load_keys
 from service.http.ids import IdSigner
 from service.http.ladders import LadderWatcher
 from service.http.runtime import ConfigHolder
@@ -145,6 +145,11 @@ def create_app(
     app.extensions["storefront.writer"] = _writer(storage, app.config, injected)
 
     errors.init_app(app)
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        return cors(response, holder.current().config.service.cors_origins)
+
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(personalizer.bp)

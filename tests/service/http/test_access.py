@@ -264,3 +264,23 @@ def test_a_bad_access_setting_names_its_field(tmp_path: Path) -> None:
         load_config(store(tmp_path, access={"reward": "public"}))
     with pytest.raises(ConfigError, match=r"service\.access.*admin"):
         load_config(store(tmp_path, access={"admin": "open"}))
+
+
+def test_pages_of_a_configured_origin_may_call_rank_and_reward_and_others_may_not(
+    tmp_path: Path, storage: RedisStorage
+) -> None:
+    client = app_for(store(tmp_path, cors_origins=["https://www.shop.example"]), storage).test_client()
+    shop, other = {"Origin": "https://www.shop.example"}, {"Origin": "https://evil.example"}
+    preflight = client.options("/v1/rank", headers={**shop, "Access-Control-Request-Method": "POST",
+                                                    "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://www.shop.example"
+    assert "content-type" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    page = client.post(f"/v1/rank?key={BROWSER_KEY}", json={"context": {"device": "quest"}}, headers=shop)
+    assert page.status_code == 200 and page.headers["Access-Control-Allow-Origin"] == "https://www.shop.example"
+    assert "Origin" in page.headers["Vary"]
+    refused = client.post(f"/v1/rank?key={BROWSER_KEY}", json={"context": {"device": "quest"}}, headers=other)
+    assert "Access-Control-Allow-Origin" not in refused.headers  # the browser keeps the answer from that page
+    assert "Access-Control-Allow-Origin" not in client.get("/v1/slots", headers=shop).headers  # not a page's call
+    with pytest.raises(ConfigError, match=r"cors_origins\[0\].*origin"):
+        load_config(store(tmp_path, cors_origins=["https://www.shop.example/path"]))
