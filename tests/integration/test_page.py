@@ -12,6 +12,8 @@ import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.conftest import LiveService, start_service, stop_service
+from tests.integration.conftest import LiveService, free_port, start_service, stop_service
 from tests.support import BROWSER_KEY, wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,11 +35,40 @@ ARTIFACTS = Path(os.environ.get("STOREFRONT_TEST_ARTIFACTS") or ROOT / "test-art
 _NETWORK_LINE = re.compile(r"^Failed to load resource")
 
 
+STORE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>another origin</title></head><body>
+<section data-storefront-slot="hero"><div data-item="beat-saber">Beat Saber</div>
+<div data-item="superhot" hidden>Superhot</div><div data-item="synth-riders" hidden>Synth Riders</div></section>
+<script src="%(service)s/static/storefront.js" data-key="%(key)s" data-context='{"device": "quest"}'></script>
+</body></html>"""
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+def store_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A store's own web server on another origin (another port), serving the page written into its folder."""
+    folder = tmp_path_factory.mktemp("store-site")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=folder,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _answers(url), 10), "the store's web server did not start"
+    yield url, folder
+    server.terminate()
+    server.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, store_site: tuple[str, Path]) -> Iterator[LiveService]:
     tmp = tmp_path_factory.mktemp("page")
     config = yaml.safe_load((ROOT / "examples" / "storefront.yaml").read_text())
     config["reward"]["window"] = "2s"
+    config.setdefault("service", {})["cors_origins"] = [store_site[0]]
     path = tmp / "storefront.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     service = start_service(tmp, path, env_extra={"STOREFRONT_DEMO_KEY": BROWSER_KEY})
@@ -163,3 +194,22 @@ def test_the_snippet_is_served_as_javascript(live: LiveService) -> None:
     response = requests.get(f"{live.url}/static/storefront.js", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/javascript")
     assert "sendBeacon" in response.text and "AbortController" in response.text
+
+
+def test_a_page_of_a_listed_origin_is_ranked_across_origins(
+    live: LiveService, browser: Any, store_site: tuple[str, Path]
+) -> None:
+    """The store's page on its own host includes the snippet from the service's host: the browser's preflight
+    and rank pass because the store's origin is in service.cors_origins."""
+    url, folder = store_site
+    (folder / "index.html").write_text(STORE_PAGE % {"service": live.url, "key": BROWSER_KEY})
+    page, problems = open_page(browser)
+    with page.expect_response(lambda r: "/v1/rank" in r.url and r.request.method == "POST") as ranked:
+        page.goto(f"{url}/index.html")
+    item = ranked.value.json()["slots"][0]["item"]
+    page.wait_for_function("document.querySelector('[data-storefront-slot=hero]').dataset.eventId")
+    assert ranked.value.headers["access-control-allow-origin"] == url
+    assert shown(page, "hero") == [item] and item in {"beat-saber", "superhot", "synth-riders"}
+    screenshot(page, "other-origin-ranked")
+    assert not problems, problems
+    page.close()
