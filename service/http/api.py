@@ -242,15 +242,20 @@ def reward() -> tuple[Response, int]:
     runtime = _runtime()
     config = runtime.config
     body = _body(runtime)
+    result = accept_reward(body, runtime, config.reward.window_seconds)
+    return Response(json.dumps(result), mimetype=_JSON), 202
+
+
+def accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dict[str, Any]:
+    """Validate and store one reward post (this API's body); a refusal is counted by outcome, then raised."""
     try:
-        result = _accept_reward(body, runtime, config.reward.window_seconds)
+        return _accept_reward(body, runtime, window)
     except ApiError as exc:
         outcome = {404: "unknown", 410: "late", 503: "error"}.get(exc.status, "invalid")
         metrics.REWARD_POSTS.labels(outcome).inc()
         if outcome in ("unknown", "late"):
             metrics.JOIN_OUTCOMES.labels(outcome).inc()
         raise
-    return Response(json.dumps(result), mimetype=_JSON), 202
 
 
 def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from flask import Blueprint, Response, current_app, request
 from bandit.page import PageResult
 from service import metrics
 from service.http.access import authorise
-from service.http.api import _accept_reward, _body, _clock, _ids, _runtime, _writer, log_page, serve_page
+from service.http.api import _body, _clock, _ids, _runtime, _writer, accept_reward, log_page, serve_page
 from service.http.errors import ApiError
 from service.http.ids import IdSigner
 from service.http.runtime import Runtime
@@ -269,12 +269,10 @@ def _value(body: Any, field: str) -> float:
 
 def _reward(event_id: str, slot: str, value: float, runtime: Runtime) -> None:
     try:
-        _accept_reward({"event_id": event_id, "slot": slot, "reward": value}, runtime,
-                       runtime.config.reward.window_seconds)  # fmt: skip
+        accept_reward({"event_id": event_id, "slot": slot, "reward": value}, runtime,
+                      runtime.config.reward.window_seconds)  # fmt: skip
     except ApiError as exc:
-        outcome = {404: "unknown", 410: "late", 503: "error"}.get(exc.status, "invalid")
-        metrics.REWARD_POSTS.labels(outcome).inc()
-        if exc.field == "reward":
+        if exc.field == "reward":  # Personalizer's name for it
             exc.field = "value"
         raise
 

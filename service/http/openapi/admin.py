@@ -13,7 +13,7 @@ from typing import Any
 
 from bandit.escalation.state import STAGES
 from service.http.openapi.blocks import json_body, ref
-from service.http.openapi.errors import error_response, internal_error
+from service.http.openapi.errors import error_response, internal_error, unauthorized
 from service.http.openapi.schemas import LADDER_FIELDS, ladder_properties
 
 
@@ -129,14 +129,14 @@ def admin_paths(slot_names: list[str]) -> dict[str, Any]:
     """The admin endpoints: status, history, and one POST per operator action."""
     slot_param = {"name": "slot", "in": "path", "required": True, "schema": ref("SlotName")}
     internal = internal_error()
-    unauthorized = error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key"))
+    refused = unauthorized()
     forbidden = error_response(403, ("forbidden",), ("forbidden", None, "key 'store-backend' (backend) may not call "
                                                       "admin"))  # fmt: skip
     unavailable = error_response(
         503, ("storage_unavailable",), ("storage_unavailable", None, "ladder states cannot be read right now; retry")
     )
     disabled = ("admin_disabled", None, "the admin API is disabled: no admin key is configured")
-    common = {"401": unauthorized, "403": forbidden, "500": internal, "503": unavailable}
+    common = {"401": refused, "403": forbidden, "500": internal, "503": unavailable}
 
     def op(method: str, operation_id: str, summary: str, description: str, ok: dict[str, Any], with_slot: bool,
            **more: Any) -> dict[str, Any]:  # fmt: skip

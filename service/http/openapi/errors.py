@@ -107,6 +107,17 @@ def error_response(status: int, codes: tuple[str, ...], example: tuple[str, str 
     )
 
 
+def unauthorized() -> dict[str, Any]:
+    """The 401 ``unauthorized`` response of every operation that takes a key."""
+    return error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key"))
+
+
+def body_too_large(max_body_bytes: int) -> dict[str, Any]:
+    """The 413 response of a body larger than ``service.max_body_bytes``."""
+    too_large = f"request body is larger than the limit of {max_body_bytes} bytes"
+    return error_response(413, ("body_too_large",), ("body_too_large", "body", too_large))
+
+
 def internal_error() -> dict[str, Any]:
     """The 500 ``internal`` response every operation can answer with."""
     return error_response(500, ("internal",), ("internal", None, "internal error; the service log has the details"))

@@ -12,7 +12,7 @@ from typing import Any
 
 from bandit.config import StoreConfig
 from service.http.openapi.blocks import get_operation, json_body, num, ref
-from service.http.openapi.errors import error_response, internal_error
+from service.http.openapi.errors import body_too_large, error_response, internal_error, unauthorized
 from service.http.openapi.examples import click_event, rank_examples, rank_response_example, reward_examples
 from service.http.openapi.reward_rule import reward_rule
 
@@ -79,7 +79,7 @@ def with_access(operation: dict[str, Any], config: StoreConfig, action: str, rol
         "security": schemes,
         "responses": {
             **operation["responses"],
-            "401": error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key")),
+            "401": unauthorized(),
             **({"403": error_response(403, ("forbidden",), forbidden)} if action != "rank" else {}),
             "429": {
                 **error_response(
@@ -131,7 +131,7 @@ def rank_operation(config: StoreConfig) -> dict[str, Any]:
                 RANK_400,
                 ("unknown_slot", "slots[0]", f"unknown slot 'footer'; slots: {', '.join(config.slot_names)}"),
             ),
-            "413": _body_too_large(config),
+            "413": body_too_large(config.service.max_body_bytes),
             "500": internal_error(),
         },
     }
@@ -184,7 +184,7 @@ def reward_operation(config: StoreConfig) -> dict[str, Any]:
                 ("reward_window_closed",),
                 ("reward_window_closed", "event_id", "the reward window of this event closed"),
             ),
-            "413": _body_too_large(config),
+            "413": body_too_large(config.service.max_body_bytes),
             "500": internal_error(),
             "503": error_response(
                 503,
@@ -193,9 +193,3 @@ def reward_operation(config: StoreConfig) -> dict[str, Any]:
             ),
         },
     }
-
-
-def _body_too_large(config: StoreConfig) -> dict[str, Any]:
-    """The 413 response of a body larger than ``service.max_body_bytes``."""
-    too_large = f"request body is larger than the limit of {config.service.max_body_bytes} bytes"
-    return error_response(413, ("body_too_large",), ("body_too_large", "body", too_large))

@@ -6,7 +6,7 @@ from typing import Any
 
 from bandit.config import StoreConfig
 from service.http.openapi.blocks import json_body
-from service.http.openapi.errors import error_response, internal_error
+from service.http.openapi.errors import body_too_large, error_response, internal_error, unauthorized
 
 _VERSIONS = ["v1.0", "v1.1-preview.1", "v1.1-preview.2", "v1.1-preview.3"]
 _RANK_400 = ("invalid_json", "invalid_type", "unknown_field", "missing_field", "invalid_value", "unknown_item",
@@ -34,11 +34,10 @@ def _body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(config: StoreConfig, codes_400: tuple[str, ...], more: dict[str, Any]) -> dict[str, Any]:
-    too_large = f"request body is larger than the limit of {config.service.max_body_bytes} bytes"
     return {
         "400": error_response(400, codes_400, (codes_400[-1], None, "see the field")),
-        "401": error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key")),
-        "413": error_response(413, ("body_too_large",), ("body_too_large", "body", too_large)),
+        "401": unauthorized(),
+        "413": body_too_large(config.service.max_body_bytes),
         "429": error_response(429, ("rate_limited",), ("rate_limited", None, "over the key's limit")),
         "500": internal_error(),
         **more,
@@ -137,14 +136,14 @@ def personalizer_paths(config: StoreConfig) -> dict[str, Any]:
             "summary": "Personalizer service configuration, from the store config",
             "responses": {"200": json_body(_OBJECT, "rewardWaitTime, defaultReward, explorationPercentage, "
                                            "learningMode (Apprentice while every slot is on its rules)..."),
-                          "401": error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key")),
+                          "401": unauthorized(),
                           "500": internal_error()},
         }),
         "/configurations/policy": ("get", {
             "operationId": "personalizerPolicy",
             "summary": "Personalizer learning policy: the ladder's tiers per slot",
             "responses": {"200": json_body(_OBJECT, "name and arguments."),
-                          "401": error_response(401, ("unauthorized",), ("unauthorized", None, "unknown API key")),
+                          "401": unauthorized(),
                           "500": internal_error()},
         }),
     }  # fmt: skip
