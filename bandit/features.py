@@ -142,12 +142,16 @@ class FeatureHashing:
         """The item's column buckets, padded to ``width`` with ``n_item``."""
         cached = self._items.get(item_id)
         if cached is None:
-            bits = self.settings.item_bits
-            buckets = [_bucket(t, bits) for t in self.item_tokens(self._catalog.item(item_id))]
+            buckets = self.item_buckets(self._catalog.item(item_id))
             cached = np.full(max(self.width, len(buckets)), self.n_item, dtype=np.int64)
             cached[: len(buckets)] = buckets
             self._items[item_id] = cached
         return cached
+
+    def item_buckets(self, item: Item) -> list[int]:
+        """The column buckets of any item, in the catalog or not (a request's ad-hoc item), uncached."""
+        bits = self.settings.item_bits
+        return [_bucket(t, bits) for t in self.item_tokens(item)]
 
     def items_index(self, items: Sequence[str]) -> np.ndarray:
         """``len(items) × width`` column buckets."""

@@ -8,6 +8,10 @@ budget in the slot's sliding window (:mod:`bandit.exposure`); a slot with a
 new catalog items (:mod:`bandit.coldstart`).  Its probability
 vector is therefore conditional on the earlier slots' draws and the slot's
 recent impressions, and that conditional propensity is what gets logged.
+
+A request may also bring candidates that are not catalog items, with their
+features (a Personalizer client's ad-hoc actions), and per slot the item it
+would show without this service (its baseline): see :meth:`PageFiller.fill`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.coldstart import ColdStart
-from bandit.config import StoreConfig
+from bandit.config import Item, StoreConfig
 from bandit.exposure import ExposureTracker
 from bandit.policies.base import Decision, Policy
 from bandit.policies.rules import RulesPolicy
@@ -91,11 +95,22 @@ class PageFiller:
         slots: Sequence[str] | None = None,
         candidates: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
+        items: Mapping[str, Item] | None = None,
+        baselines: Mapping[str, str] | None = None,
     ) -> PageResult:
         """Decide every requested slot (all page slots by default) for one page view.
 
-        ``slots`` and ``candidates`` must already be validated against the config.
+        ``slots`` and ``candidates`` must already be validated against the config.  ``items``: candidates that
+        are not catalog items, with their features and publisher (a Personalizer client's ad-hoc actions);
+        ``baselines``: per slot, the item the caller would show without this service (see
+        :meth:`bandit.policies.base.Policy.with_request`).
         """
+        publisher, publisher_items = self._publisher, self._publisher_items
+        if items:
+            publisher = {**publisher, **{i: extra.publisher for i, extra in items.items()}}
+            publisher_items = {p: list(ids) for p, ids in publisher_items.items()}
+            for i, extra in items.items():
+                publisher_items.setdefault(extra.publisher, []).append(i)
         wanted = sorted(slots, key=self._order.__getitem__) if slots else [s.name for s in self.config.slots]
         pool = list(candidates) if candidates is not None else list(self._catalog_ids)
         blocked = set(self._excluded)
@@ -114,11 +129,15 @@ class PageFiller:
                 blocked.add(pin.item)
         publisher_count: dict[str, int] = {}
         for item in pinned.values():
-            self._count_publisher(item, publisher_count, blocked)
+            self._count_publisher(item, publisher_count, blocked, publisher, publisher_items)
         windows = self._windows
         for name in wanted:
+            policy = self.policies[name]
+            if items or (baselines and name in baselines):
+                policy = policy.with_request(baselines.get(name) if baselines else None, items)
             if windows and name in windows:
-                decision = self._decide_capped(name, context, event_id, pool, blocked, pinned.get(name))
+                decision = self._decide_capped(policy, name, context, event_id, pool, blocked, pinned.get(name),
+                                               publisher)  # fmt: skip
                 if decision is None:
                     result.unfilled.append(name)
                     continue
@@ -133,23 +152,25 @@ class PageFiller:
                 if not eligible:
                     result.unfilled.append(name)
                     continue
-                decision = self.policies[name].decide(context, eligible, event_id, self._order[name])
+                decision = policy.decide(context, eligible, event_id, self._order[name])
                 if self._budgets and name in self._budgets:
                     decision = self._cold_start(decision, event_id)
             result.decisions.append(decision)
             if name not in pinned:
                 blocked.add(decision.item)
-                self._count_publisher(decision.item, publisher_count, blocked)
+                self._count_publisher(decision.item, publisher_count, blocked, publisher, publisher_items)
         return result
 
     def _decide_capped(
         self,
+        policy: Policy,
         name: str,
         context: Mapping[str, Any],
         event_id: str,
         pool: list[str],
         blocked: set[str],
         pinned: str | None,
+        publisher: Mapping[str, str],
     ) -> Decision | None:
         """Decide a slot with an exposure cap: withhold publishers at their budget, then record the impression.
 
@@ -157,7 +178,6 @@ class PageFiller:
         guarantee exact when threads share the tracker.
         """
         window = self._windows[name]
-        publisher = self._publisher
         with window.lock:
             if pinned is not None:
                 decision = Decision(
@@ -171,7 +191,7 @@ class PageFiller:
                 if capped:
                     # Left as they are when every eligible item is capped: serve over the cap, not nothing.
                     eligible = [i for i in eligible if publisher[i] not in capped] or eligible
-                decision = self.policies[name].decide(context, eligible, event_id, self._order[name])
+                decision = policy.decide(context, eligible, event_id, self._order[name])
                 if self._budgets and name in self._budgets:
                     decision = self._cold_start(decision, event_id)
             window.record(publisher[decision.item])
@@ -203,11 +223,18 @@ class PageFiller:
         index = decision.candidates.index(item)
         return dataclasses.replace(decision, item=item, propensity=pmf[index], pmf=pmf, explanation=explanation)
 
-    def _count_publisher(self, item: str, publisher_count: dict[str, int], blocked: set[str]) -> None:
+    def _count_publisher(
+        self,
+        item: str,
+        publisher_count: dict[str, int],
+        blocked: set[str],
+        publisher_of: Mapping[str, str],
+        publisher_items: Mapping[str, list[str]],
+    ) -> None:
         """Count ``item`` against its publisher's cap; block the publisher's other items once it is reached."""
         if self._cap is None:
             return
-        publisher = self._publisher[item]
+        publisher = publisher_of[item]
         publisher_count[publisher] = count = publisher_count.get(publisher, 0) + 1
         if count >= self._cap:
-            blocked.update(self._publisher_items[publisher])
+            blocked.update(publisher_items[publisher])

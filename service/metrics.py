@@ -137,8 +137,14 @@ RESPONSES = Counter(
 ERRORS = Counter("storefront_http_errors_total", "Error responses by endpoint and error code.", ["endpoint", "code"])
 PERSONALIZER_IGNORED = Counter(
     "storefront_personalizer_ignored_features_total",
-    "contextFeatures of Personalizer-API requests that name no declared context field (ignored; the answer's "
-    "X-Storefront-Ignored-Features header names them).",
+    "Features of Personalizer-API requests that name no declared field: contextFeatures no context field, an "
+    "ad-hoc action's features no catalog feature (ignored; the answer's X-Storefront-Ignored-Features header names "
+    "them).",
+)
+PERSONALIZER_ADHOC = Counter(
+    "storefront_personalizer_adhoc_actions_total",
+    "Actions of Personalizer-API ranks that are not catalog items, ranked as ad-hoc items with the request's "
+    "features (logged with them; not learned from: add them to catalog.items to have them learned).",
 )
 ACTIVATIONS = Counter(
     "storefront_activations_total",

@@ -28,7 +28,7 @@ from bandit.config.model import (
     is_finite_number,
     parse_duration,
 )
-from bandit.config.parse import ConfigChecker, load_config, parse_config
+from bandit.config.parse import ConfigChecker, coerce_feature, load_config, parse_config
 from bandit.config.settings import (
     ESCALATION_MODES,
     LEARNED_TIERS,
@@ -67,6 +67,7 @@ __all__ = [
     "SlotConfig",
     "StoreConfig",
     "TreeSettings",
+    "coerce_feature",
     "format_number",
     "is_finite_number",
     "load_config",

@@ -215,7 +215,7 @@ class ConfigChecker(Checker):
                 self.error((*path, fname), f"feature not declared under catalog.features{hint}")
                 continue
             try:
-                out[fname] = _coerce_feature(spec, fvalue)
+                out[fname] = coerce_feature(spec, fvalue)
             except ValueError as exc:
                 self.error((*path, fname), str(exc))
         return out
@@ -685,7 +685,8 @@ class ConfigChecker(Checker):
         return ServiceSettings(**kwargs)
 
 
-def _coerce_feature(spec: FeatureSpec, value: Any) -> Any:
+def coerce_feature(spec: FeatureSpec, value: Any) -> Any:
+    """An item feature's value as ``spec`` declares it, or ``ValueError`` saying why it does not fit."""
     if spec.kind == "category":
         if not isinstance(value, str) or value not in spec.values:
             raise ValueError(f"{value!r} is not one of the declared values: {', '.join(spec.values)}")

@@ -30,7 +30,9 @@ def logged_event(
     """The logged event of one ranked page: the context and each slot's decision with its full pmf.
 
     ``window_close`` is ``ts + window``, when the rewards stop being accepted
-    and the learner may join it.  The service stores this, the simulator's
+    and the learner may join it.  The service may add ``deferred`` (see
+    :func:`joined_records`) and ``actions``: the request's own items (not in
+    the catalog) by id, with their ``publisher`` and ``features``.  The service stores this, the simulator's
     learner hook reads it, and :func:`joined_records` turns it into the log.
     """
     return {
@@ -95,6 +97,7 @@ def joined_records(
     """
     out = []
     deferred = bool(event.get("deferred"))
+    actions = event.get("actions") or {}
     for decision in event["decisions"]:
         posted = rewards.get(decision["slot"], {})
         activated = ACTIVATE in posted
@@ -129,6 +132,10 @@ def joined_records(
             out[-1]["shadow"] = decision["shadow"]
         if deferred:  # ranked with deferred activation: learned from only if it was activated
             out[-1]["active"] = activated
+        if actions:  # the request's own items among the candidates: what they were, for whoever reads the log
+            own = {item: actions[item] for item in decision["candidates"] if item in actions}
+            if own:
+                out[-1]["actions"] = own
     return out
 
 
@@ -141,8 +148,10 @@ def check_reward_number(value: Any) -> float:
 
 def is_learnable(record: Mapping[str, Any]) -> bool:
     """Whether a learner or estimator may use a joined record: not pinned (a pin has nothing to choose), with
-    candidates, and active (a deferred decision counts only once activated: it may never have been shown)."""
-    return record.get("tier") != "pin" and bool(record.get("candidates")) and record.get("active", True) is not False
+    candidates, active (a deferred decision counts only once activated: it may never have been shown), and
+    over catalog items only (a request's own items, ``actions``, are outside every learner's item space)."""
+    return (record.get("tier") != "pin" and bool(record.get("candidates")) and record.get("active", True) is not False
+            and not record.get("actions"))  # fmt: skip
 
 
 def learnable(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from bandit.config import SlotConfig, StoreConfig
+    from bandit.config import Item, SlotConfig, StoreConfig
 
 from bandit.policies.sampling import sample_index, uniform_for
 
@@ -165,6 +165,18 @@ class Policy(ABC):
         ``min_exploration / n``.
         """
         return 0.0
+
+    def with_request(self, baseline: str | None = None, items: Mapping[str, Item] | None = None) -> Policy:
+        """This policy for one request that brings its own baseline or items not in the catalog.
+
+        ``baseline`` is the item the caller would show without this service (a
+        Personalizer client's first action or ``baselineAction``); ``items``
+        are request-scoped items with their features (Personalizer's ad-hoc
+        actions).  A policy that uses neither returns itself; the rules tier
+        uses the baseline, the gradient tier scores the items by their features.
+        Cheap (a shallow copy at most): it is called per request.
+        """
+        return self
 
     @abstractmethod
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:

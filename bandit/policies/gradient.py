@@ -23,6 +23,7 @@ feature hashing must match, and every weight must be a finite number.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import zlib
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config import SlotConfig, StoreConfig
+from bandit.config import Item, SlotConfig, StoreConfig
 from bandit.features import FeatureHashing, HashingSettings
 from bandit.policies.base import TierPolicy
 
@@ -178,6 +179,8 @@ class GradientPolicy(TierPolicy):
             c = np.fromiter((column[x] for x in cols[keep].tolist()), dtype=np.int64)
             np.add.at(self._weights, (r, c), values[keep])
         self._missing_row = len(row_of)
+        self._column, self._pad = column, pad
+        self._extra: Mapping[str, Item] = {}  # a request's ad-hoc items (with_request)
         # Per item, its columns summed: s(x, a) = Σ over the context's rows of _item_scores[row, a].
         self._item_position = {item: k for k, item in enumerate(items)}
         incidence = np.zeros((pad + 1, len(items)))
@@ -209,12 +212,36 @@ class GradientPolicy(TierPolicy):
         rows = [row_of.get(b, missing) for b in self.hashing.context_index(context).tolist()]
         summed = self._item_scores[rows].sum(axis=0)
         key = tuple(candidates)
+        if self._extra and not all(c in self._item_position for c in key):
+            return self._scores_with_extra(rows, summed, key)
         positions = self._positions.get(key)
         if positions is None:
             if len(self._positions) >= 1024:  # candidate lists repeat (the catalog, stock subsets): a small cache
                 self._positions.clear()
             positions = self._positions[key] = np.array([self._item_position[c] for c in key], dtype=np.int64)
         return summed[positions]
+
+    def _scores_with_extra(self, rows: list[int], summed: np.ndarray, candidates: tuple[str, ...]) -> np.ndarray:
+        """Logits when some candidates are a request's items: those score by the snapshot's weights of the
+        feature buckets they share with the catalog's items (their own id's bucket has none)."""
+        per_column = self._weights[rows].sum(axis=0)
+        column, pad = self._column, self._pad
+        out = np.empty(len(candidates))
+        for k, item in enumerate(candidates):
+            position = self._item_position.get(item)
+            if position is not None:
+                out[k] = summed[position]
+            else:
+                out[k] = per_column[[column.get(b, pad) for b in self.hashing.item_buckets(self._extra[item])]].sum()
+        return out
+
+    def with_request(self, baseline: str | None = None, items: Mapping[str, Item] | None = None) -> GradientPolicy:
+        """Scoring ``items`` (a request's ad-hoc items) by their features as well."""
+        if not items:
+            return self
+        scoped = copy.copy(self)
+        scoped._extra = items
+        return scoped
 
     def floor(self, n: int) -> float:
         return self.exploration / n if n >= 2 else 0.0

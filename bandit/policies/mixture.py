@@ -9,11 +9,15 @@ with ``probe`` the incumbent's exploration follows it (:func:`probe_pmf`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bandit.policies.base import Decision, Policy
 from bandit.policies.sampling import sample_index, uniform_for
+
+if TYPE_CHECKING:
+    from bandit.config import Item
 
 
 class LadderPolicy(Policy):
@@ -123,6 +127,18 @@ class LadderPolicy(Policy):
         mixture = [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)]
         return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
                         arm.tier, arm.version, why)  # fmt: skip
+
+    def with_request(self, baseline: str | None = None, items: Mapping[str, Item] | None = None) -> LadderPolicy:
+        """Every arm scoped to the request (see :meth:`Policy.with_request`)."""
+        if baseline is None and not items:
+            return self
+        scoped = copy.copy(self)
+        scoped.primary = self.primary.with_request(baseline, items)
+        if self.secondary is not None:
+            scoped.secondary = self.secondary.with_request(baseline, items)
+        if self.shadow is not None:
+            scoped.shadow = self.shadow.with_request(baseline, items)
+        return scoped
 
     def _failed(self, which: str, exc: Exception) -> None:
         if self.on_error is not None:

@@ -2,17 +2,22 @@
 
 The matched rule names an ordered list of items; the first one still eligible
 (not excluded, not already placed on the page, not over its publisher's cap)
-is the favourite.  The slot's exploration share is spread evenly over the
-other eligible items, so the log carries propensities that later tiers can be
+is the favourite.  No rule matching, the request's baseline (a Personalizer
+client's first action or ``baselineAction``: what the store would show
+without this service) is the favourite if it is eligible, else the slot's
+``default`` list; nothing named being eligible, every candidate is equally
+likely.  The slot's exploration share is spread evenly over the other
+eligible items, so the log carries propensities that later tiers can be
 evaluated and trained on.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bandit.config import Rule, SlotConfig, StoreConfig
+from bandit.config import Item, Rule, SlotConfig, StoreConfig
 from bandit.policies.base import TierPolicy, greedy_with_exploration
 
 
@@ -36,6 +41,8 @@ class RulesPolicy(TierPolicy):
     ([0.05, 0.9, 0.05], 'rule:jp')
     >>> policy.pmf({"country": "US"}, ["a", "b", "c"])
     ([0.9, 0.05, 0.05], 'default')
+    >>> policy.with_request(baseline="c").pmf({"country": "US"}, ["a", "b", "c"])
+    ([0.05, 0.05, 0.9], 'baseline')
     """
 
     tier = "rules"
@@ -48,6 +55,7 @@ class RulesPolicy(TierPolicy):
         self.version = version
         self.exploration = slot_config.exploration
         self._rules: tuple[Rule, ...] = slot_config.rules
+        self._baseline: str | None = None
 
     @classmethod
     def for_slot(cls, config: StoreConfig, slot: SlotConfig, snapshot: Mapping[str, Any] | None = None) -> RulesPolicy:
@@ -62,10 +70,20 @@ class RulesPolicy(TierPolicy):
                 for item in rule.items:
                     if item in candidates:
                         return candidates.index(item), f"rule:{rule.name}"
+        if self._baseline is not None and self._baseline in candidates:
+            return candidates.index(self._baseline), "baseline"
         for item in self.slot_config.default:
             if item in candidates:
                 return candidates.index(item), "default"
         return None, "fallback:uniform"
+
+    def with_request(self, baseline: str | None = None, items: Mapping[str, Item] | None = None) -> RulesPolicy:
+        """With ``baseline`` the favourite when no rule matches (before the slot's default)."""
+        if baseline is None or baseline == self._baseline:
+            return self
+        scoped = copy.copy(self)
+        scoped._baseline = baseline
+        return scoped
 
     def floor(self, n: int) -> float:
         return 0.0 if n < 2 else min(self.exploration / (n - 1), 1.0 / n)

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, request
 
+from bandit.config import Item
 from bandit.eventlog.events import check_reward_number, logged_event
 from bandit.page import PageResult
 from service import metrics
@@ -205,20 +206,23 @@ def rank() -> Response:
 
 def serve_page(
     runtime: Runtime, now: float, context: dict[str, Any], slots: list[str] | None, candidates: list[str] | None,
-    exclude: Any, deferred: bool = False,
+    exclude: Any, deferred: bool = False, items: Mapping[str, Item] | None = None,
+    baselines: Mapping[str, str] | None = None,
 ) -> tuple[str, PageResult, bool]:  # fmt: skip
     """Fill the slots for a validated context, count the decisions and hand the page to the write-behind.
 
     Returns the new event id, the page, and whether it is kept (in Redis, or spooled while Redis is away).
-    ``deferred``: the page may not be shown; its decisions are learned from only once activated."""
+    ``deferred``: the page may not be shown; its decisions are learned from only once activated.  ``items``,
+    ``baselines``: a request's own items and baselines (:meth:`bandit.page.PageFiller.fill`)."""
     event_id = _ids().issue(now)
-    page = runtime.filler.fill(context, event_id, slots, candidates, exclude)
-    return event_id, page, log_page(runtime, event_id, now, context, page, deferred)
+    page = runtime.filler.fill(context, event_id, slots, candidates, exclude, items, baselines)
+    return event_id, page, log_page(runtime, event_id, now, context, page, deferred, items)
 
 
 def log_page(runtime: Runtime, event_id: str, now: float, context: dict[str, Any], page: PageResult,
-             deferred: bool = False) -> bool:  # fmt: skip
-    """Count a filled page's decisions and hand it to the write-behind; whether it is kept."""
+             deferred: bool = False, items: Mapping[str, Item] | None = None) -> bool:  # fmt: skip
+    """Count a filled page's decisions and hand it to the write-behind; whether it is kept.  The request's own
+    items (not in the catalog) are logged with their publisher and features, so the log says what they were."""
     observe = runtime.observe.decision
     for decision in page.decisions:
         observe(decision)
@@ -231,6 +235,9 @@ def log_page(runtime: Runtime, event_id: str, now: float, context: dict[str, Any
     event = logged_event(event_id, now, window, config.version, context, page.decisions)
     if deferred:
         event["deferred"] = True
+    if items:
+        event["actions"] = {item_id: {"publisher": item.publisher, "features": dict(item.features)}
+                            for item_id, item in items.items()}  # fmt: skip
     # Handed to the worker's write-behind: in Redis within the flush interval, or spooled while Redis is away;
     # False only when it cannot be kept (no spool, or the spool full).  The page is answered anyway.
     return _writer().log_event(event, window + _UNJOINED_GRACE)

@@ -17,8 +17,11 @@ path as ``POST /v1/reward`` with an explicit value, and the keys are the
 same (Personalizer's ``Ocp-Apim-Subscription-Key`` header is one of the
 headers a key may come in).  How concepts map:
 
-- ``actions`` -> candidates: action ids must be catalog items (their features come from the catalog; the
-  request's are not used); ``excludedActions`` -> exclusions; a multi-slot ``baselineAction`` must be an action.
+- ``actions`` -> candidates: a catalog item is itself (its features come from the catalog); any other id is
+  an ad-hoc item for this request, with the request's features read onto the declared catalog features
+  (logged with them, not learned from); ``excludedActions`` -> exclusions.
+- The first action (single slot) or ``baselineAction`` (multi-slot) -> the slot's baseline: the rules
+  tier's favourite when none of the slot's rules matches.
 - ``contextFeatures`` (a list of objects, nested objects flattened with ``.``) -> the context: features
   named like a declared context field (the full dotted name, or its last part) are used; the others are
   ignored, named in the ``X-Storefront-Ignored-Features`` header and counted.
@@ -26,8 +29,8 @@ headers a key may come in).  How concepts map:
   one the answer carries the service's id.
 - ``deferActivation`` -> the decisions are logged as deferred and learned from only once activated
   (``activate``); rewards for a page never activated are kept in the log and not learned from.
-- Apprentice mode -> a slot on its rules tier serving its baseline; ``configurations/service`` reports
-  ``learningMode`` from the slots' tiers.
+- Apprentice mode -> a slot on its rules tier serving the request's baseline (with the slot's exploration);
+  ``configurations/service`` reports ``learningMode`` from the slots' tiers.
 """
 
 from __future__ import annotations
@@ -35,12 +38,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, request
 
+from bandit.config import Item, coerce_feature
 from bandit.page import PageResult
 from service import metrics
 from service.http.access import authorise
@@ -58,6 +65,8 @@ bp = Blueprint("personalizer", __name__, url_prefix="/personalizer")
 VERSIONS = ("v1.0", "v1.1-preview.1", "v1.1-preview.2", "v1.1-preview.3")
 _JSON = "application/json"
 _MAX_EVENT_ID = 256
+_MAX_ACTION_ID = 256
+_PUBLISHER = "publisher"  # the feature of an ad-hoc action that names its publisher
 _MAX_IGNORED_NAMED = 20
 _UNJOINED_GRACE = 86400.0
 
@@ -97,11 +106,16 @@ def _json(payload: Any, status: int) -> tuple[Response, int]:
 
 def _features(value: Any, runtime: Runtime) -> tuple[dict[str, Any], list[str]]:
     """The context from ``contextFeatures``, and the names of the features it ignored."""
+    return _flatten(value, runtime.config.context.by_name, "contextFeatures")
+
+
+def _flatten(value: Any, declared: Mapping[str, Any], field: str) -> tuple[dict[str, Any], list[str]]:
+    """Personalizer's features (a list of objects) as one mapping onto the ``declared`` names, and the names of
+    the features ignored (not declared, or lists)."""
     if value is None:
         return {}, []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ApiError(400, "invalid_type", "must be a list of JSON objects of features", "contextFeatures")
-    declared = runtime.config.context.by_name
+        raise ApiError(400, "invalid_type", "must be a list of JSON objects of features", field)
     context: dict[str, Any] = {}
     ignored: list[str] = []
 
@@ -116,7 +130,7 @@ def _features(value: Any, runtime: Runtime) -> tuple[dict[str, Any], list[str]]:
                 ignored.append(name)
             elif target in context and context[target] != item:
                 raise ApiError(400, "invalid_value", f"feature {target!r} is given twice with different values",
-                               f"contextFeatures.{target}")  # fmt: skip
+                               f"{field}.{target}")  # fmt: skip
             else:
                 context[target] = item
 
@@ -137,7 +151,16 @@ def _context(body: dict[str, Any], runtime: Runtime, now: float) -> tuple[dict[s
     return context, ignored
 
 
-def _ids_of(value: Any, field: str, runtime: Runtime, required: bool) -> list[str]:
+@dataclass
+class _Actions:
+    """A request's actions: their ids in order, those not in the catalog as items, and the features ignored."""
+
+    ids: list[str]
+    adhoc: dict[str, Item]
+    ignored: list[str]
+
+
+def _list(value: Any, field: str, runtime: Runtime, required: bool) -> list[Any]:
     if value is None and not required:
         return []
     if not isinstance(value, list) or (required and not value):
@@ -145,17 +168,56 @@ def _ids_of(value: Any, field: str, runtime: Runtime, required: bool) -> list[st
     if len(value) > runtime.config.service.max_candidates:
         raise ApiError(400, "too_many_items", f"at most {runtime.config.service.max_candidates} "
                        "(service.max_candidates)", field)  # fmt: skip
+    return value
+
+
+def _actions(value: Any, runtime: Runtime) -> _Actions:
+    """``actions``: catalog items by id (the catalog's features are used), others as ad-hoc items whose
+    ``features`` are read onto the catalog's declared features, ``publisher`` naming their publisher (else
+    each is its own)."""
+    out = _Actions([], {}, [])
+    specs = {spec.name: spec for spec in runtime.config.catalog.features}
+    declared = {**specs, _PUBLISHER: None}
+    for i, entry in enumerate(_list(value, "actions", runtime, required=True)):
+        if not isinstance(entry, dict):
+            raise ApiError(400, "invalid_type", 'must be an object {"id": ..., "features": [...]}', f"actions[{i}]")
+        item = entry.get("id")
+        if not isinstance(item, str) or not item or len(item) > _MAX_ACTION_ID:
+            raise ApiError(400, "invalid_type", f"must be an action id (a string of 1 to {_MAX_ACTION_ID} "
+                           "characters)", f"actions[{i}].id")  # fmt: skip
+        if item in out.ids:
+            raise ApiError(400, "duplicate_item", f"action {item!r} is listed twice", f"actions[{i}].id")
+        out.ids.append(item)
+        if item in runtime.item_ids:
+            continue  # a catalog item: the request's features are not used
+        raw, ignored = _flatten(entry.get("features"), declared, f"actions[{i}].features")
+        out.ignored += [f"actions[{i}].{name}" for name in ignored]
+        publisher = raw.pop(_PUBLISHER, None)
+        if publisher is not None and (not isinstance(publisher, str) or not publisher):
+            raise ApiError(400, "invalid_value", "must be a non-empty string", f"actions[{i}].features.{_PUBLISHER}")
+        features = {}
+        for name, feature in raw.items():
+            try:
+                features[name] = coerce_feature(specs[name], feature)
+            except ValueError as exc:
+                raise ApiError(400, "invalid_value", f"{exc} (catalog.features.{name})",
+                               f"actions[{i}].features.{name}") from None  # fmt: skip
+        out.adhoc[item] = Item(item, publisher or item, MappingProxyType(features))
+    if out.ignored:
+        metrics.PERSONALIZER_IGNORED.inc(len(out.ignored))
+    return out
+
+
+def _ids_of(value: Any, field: str, runtime: Runtime, actions: _Actions) -> list[str]:
+    """A list of action ids (``excludedActions``): each must be one of the request's actions."""
     out: list[str] = []
-    for i, entry in enumerate(value):
-        item = entry.get("id") if isinstance(entry, dict) and field == "actions" else entry
-        where = f"{field}[{i}].id" if field == "actions" else f"{field}[{i}]"
+    for i, item in enumerate(_list(value, field, runtime, required=False)):
         if not isinstance(item, str):
-            raise ApiError(400, "invalid_type", "must be an action id (string)", where)
-        if item not in runtime.item_ids:
-            message = f"action {item!r} is not in the catalog: only catalog items are ranked (add it to catalog.items)"
-            raise ApiError(400, "unknown_item", message, where)
+            raise ApiError(400, "invalid_type", "must be an action id (string)", f"{field}[{i}]")
+        if item not in actions.ids:
+            raise ApiError(400, "unknown_item", f"{item!r} is not one of the request's actions", f"{field}[{i}]")
         if item in out:
-            raise ApiError(400, "duplicate_item", f"action {item!r} is listed twice", where)
+            raise ApiError(400, "duplicate_item", f"action {item!r} is listed twice", f"{field}[{i}]")
         out.append(item)
     return out
 
@@ -221,11 +283,15 @@ def pz_rank(version: str | None = None) -> tuple[Response, int]:
     _unknown(body, {"contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"})
     now = _clock().time()
     context, ignored = _context(body, runtime, now)
-    actions = _ids_of(body.get("actions"), "actions", runtime, required=True)
-    excluded = _ids_of(body.get("excludedActions"), "excludedActions", runtime, required=False)
+    parsed = _actions(body.get("actions"), runtime)
+    actions = parsed.ids
+    excluded = _ids_of(body.get("excludedActions"), "excludedActions", runtime, parsed)
     external, deferred = _external_id(body), _defer(body)
     slot = runtime.config.slots[0].name
-    event_id, page, _ = serve_page(runtime, now, context, [slot], actions, excluded, deferred=deferred)
+    # Personalizer's baseline of a single-slot rank is the first action: what the client shows without us.
+    event_id, page, _ = serve_page(runtime, now, context, [slot], actions, excluded, deferred=deferred,
+                                   items=_adhoc(parsed), baselines={slot: actions[0]})  # fmt: skip
+    ignored += parsed.ignored
     client_id = _remember(external, event_id, [slot], deferred, runtime)
     probability = dict.fromkeys(actions, 0.0)
     chosen = None
@@ -329,12 +395,15 @@ def pz_rank_multi(version: str | None = None) -> tuple[Response, int]:
     _unknown(body, {"contextFeatures", "actions", "slots", "eventId", "deferActivation"})
     now = _clock().time()
     context, ignored = _context(body, runtime, now)
-    actions = _ids_of(body.get("actions"), "actions", runtime, required=True)
+    parsed = _actions(body.get("actions"), runtime)
+    actions = parsed.ids
+    ignored += parsed.ignored
     raw_slots = body.get("slots")
     if not isinstance(raw_slots, list) or not raw_slots:
         raise ApiError(400, "invalid_type", "must be a non-empty list of slots", "slots")
     names: list[str] = []
     excludes: dict[str, list[str]] = {}
+    baselines: dict[str, str] = {}
     for i, raw in enumerate(raw_slots):
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             raise ApiError(400, "invalid_type", "must be an object with a slot 'id'", f"slots[{i}]")
@@ -348,37 +417,48 @@ def pz_rank_multi(version: str | None = None) -> tuple[Response, int]:
         if not isinstance(baseline, str) or baseline not in actions:
             raise ApiError(400, "invalid_value", "baselineAction must be the id of one of the actions",
                            f"slots[{i}].baselineAction")  # fmt: skip
-        excludes[name] = _ids_of(raw.get("excludedActions"), f"slots[{i}].excludedActions", runtime, required=False)
+        excludes[name] = _ids_of(raw.get("excludedActions"), f"slots[{i}].excludedActions", runtime, parsed)
+        baselines[name] = baseline
         names.append(name)
     external, deferred = _external_id(body), _defer(body)
     ordered = sorted(names, key=config.slot_names.index)
     if not any(excludes.values()):
-        event_id, page, _ = serve_page(runtime, now, context, ordered, actions, (), deferred=deferred)
-        chosen = {d.slot: d.item for d in page.decisions}
+        event_id, page, _ = serve_page(runtime, now, context, ordered, actions, (), deferred=deferred,
+                                       items=_adhoc(parsed), baselines=baselines)  # fmt: skip
     else:
         # Exclusions per slot: one page, filled slot by slot in page order, each without the items taken before.
-        event_id, page, _ = _fill_each(runtime, now, context, ordered, actions, excludes, deferred)
-        chosen = {d.slot: d.item for d in page.decisions}
+        event_id, page, _ = _fill_each(runtime, now, context, ordered, parsed, excludes, baselines, deferred)
+    chosen = {d.slot: d.item for d in page.decisions}
     client_id = _remember(external, event_id, [d.slot for d in page.decisions], deferred, runtime)
     slots_out = [{"id": name, "rewardActionId": chosen.get(name)} for name in names]
     return _answer({"eventId": client_id, "slots": slots_out}, ignored)
 
 
-def _fill_each(runtime: Runtime, now: float, context: dict[str, Any], ordered: list[str], actions: list[str],
-               excludes: dict[str, list[str]], deferred: bool) -> tuple[str, PageResult, bool]:  # fmt: skip
+def _fill_each(runtime: Runtime, now: float, context: dict[str, Any], ordered: list[str], actions: _Actions,
+               excludes: dict[str, list[str]], baselines: dict[str, str],
+               deferred: bool) -> tuple[str, PageResult, bool]:  # fmt: skip
     """One page whose slots have their own exclusions: each slot is filled in page order from the actions neither
     excluded for it nor taken by an earlier slot (each decision's pmf is conditional on those), and the page is
     logged once.  ``constraints.publisher_cap`` is applied within each slot's fill, not across the page."""
     event_id = _ids().issue(now)
     page = PageResult()
     taken: set[str] = set()
+    items = _adhoc(actions)
     for name in ordered:
-        pool = [a for a in actions if a not in taken and a not in excludes[name]]
-        part = runtime.filler.fill(context, event_id, [name], pool, ())
+        pool = [a for a in actions.ids if a not in taken and a not in excludes[name]]
+        part = runtime.filler.fill(context, event_id, [name], pool, (), items, baselines)
         page.decisions += part.decisions
         page.unfilled += part.unfilled
         taken.update(d.item for d in part.decisions)
-    return event_id, page, log_page(runtime, event_id, now, context, page, deferred)
+    return event_id, page, log_page(runtime, event_id, now, context, page, deferred, items)
+
+
+def _adhoc(actions: _Actions) -> dict[str, Item] | None:
+    """The ad-hoc actions as the page filler's request items (counted), or None."""
+    if not actions.adhoc:
+        return None
+    metrics.PERSONALIZER_ADHOC.inc(len(actions.adhoc))
+    return actions.adhoc
 
 
 @_route("POST", "multislot/events/<event_id>/reward")

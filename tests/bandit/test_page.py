@@ -231,3 +231,32 @@ def test_cap_of_two_allows_two_per_publisher():
     filler = make_filler("  publisher_cap: 2\n")
     result = filler.fill({}, "evt-1", candidates=["a", "b", "c"])
     assert sorted(items_of(result).values()) == ["a", "b", "c"]
+
+
+# ------------------------------------------------------------------ a request's own items and baselines
+
+
+def test_request_items_are_served_and_capped_by_their_own_publisher():
+    from bandit.config import Item
+
+    filler = make_filler("  publisher_cap: 1\n")
+    own = {"n1": Item("n1", "p9"), "n2": Item("n2", "p9"), "n3": Item("n3", "n3")}
+    pool = ["a", "n1", "n2", "n3"]
+    seen = set()
+    for event_id in EVENTS:
+        result = filler.fill({}, event_id, candidates=pool, items=own)
+        served = [d.item for d in result.decisions]
+        seen.update(served)
+        assert not {"n1", "n2"} <= set(served)  # one publisher, one slot
+        assert all(d.propensity == d.pmf[d.candidates.index(d.item)] > 0 for d in result.decisions)
+    assert {"n1", "n2", "n3"} <= seen
+
+
+def test_a_baseline_per_slot_is_its_rules_favourite_when_no_rule_matches():
+    filler = make_filler()
+    result = filler.fill({"country": "US"}, "evt-1", baselines={"hero": "f", "row-2": "x"})
+    explained = {d.slot: (d.candidates[d.pmf.index(max(d.pmf))], d.explanation.removeprefix("explore; "))
+                 for d in result.decisions}  # fmt: skip
+    assert explained == {"hero": ("f", "baseline"), "row-1": ("a", "default"), "row-2": ("x", "baseline")}
+    japan = filler.fill({"country": "JP"}, "evt-1", baselines={"hero": "f"}).decisions[0]
+    assert japan.explanation.endswith("rule:japan")

@@ -8,6 +8,7 @@ joined in the export, a deferred event learned from only once activated.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,23 @@ def test_multi_slot_rank_and_reward(live: LiveService, client: PersonalizerClien
     }  # fmt: skip
 
 
+def test_an_ad_hoc_first_action_is_the_apprentices_baseline_and_comes_out_with_its_features(
+    live: LiveService, client: PersonalizerClient, tmp_path: Path
+) -> None:
+    """The way apprentice-mode clients call: their own choice first, actions the catalog may not have."""
+    news = {"id": f"news-{time.time_ns()}", "features": [{"genre": "sim", "publisher": "indie"}]}
+    answer = client.rank({"contextFeatures": [{"device": "quest"}, {"country": "US"}], "actions": [news, *ACTIONS]})
+    ranking = {r["id"]: r["probability"] for r in answer["ranking"]}
+    assert ranking[news["id"]] == max(ranking.values()) == pytest.approx(0.8)  # the hero's exploration is 0.2
+    client.reward(answer["eventId"], {"value": 1.0})
+    [record] = joined(live, tmp_path, {answer["eventId"]})
+    assert record["actions"] == {news["id"]: {"publisher": "indie", "features": {"genre": "sim"}}}
+    assert record["explanation"].removeprefix("explore; ") == "baseline" and record["explicit_reward"] == 1.0
+    metrics = requests.get(f"{live.url}/metrics", timeout=10).text
+    [count] = re.findall(r"^storefront_personalizer_adhoc_actions_total (\S+)$", metrics, re.M)
+    assert float(count) >= 1
+
+
 def test_a_wrong_key_is_refused_and_the_configuration_reads(live: LiveService) -> None:
     wrong = PersonalizerClient(live.url, AzureKeyCredential("sk_not_a_key_of_this_store"))
     with wrong, pytest.raises(ClientAuthenticationError):
@@ -134,7 +152,8 @@ def test_a_wrong_key_is_refused_and_the_configuration_reads(live: LiveService) -
 
 def test_bad_requests_name_their_field(client: PersonalizerClient) -> None:
     cases = [
-        ({"contextFeatures": [{"device": "quest"}], "actions": [{"id": "zz", "features": []}]}, "actions[0].id"),
+        ({"contextFeatures": [{"device": "quest"}], "actions": [{"id": "zz", "features": [{"price": -5}]}]},
+         "actions[0].features.price"),
         ({"contextFeatures": [{"device": "vive"}], "actions": ACTIONS}, "contextFeatures.device"),
         ({"contextFeatures": [{"country": "JP"}], "actions": ACTIONS}, "contextFeatures.device"),
     ]

@@ -23,8 +23,13 @@ def _actions() -> dict[str, Any]:
     return {
         "type": "array", "minItems": 1,
         "items": {"type": "object", "required": ["id"], "properties": {
-            "id": {"type": "string", "description": "A catalog item id."},
-            "features": {"type": "array", "items": {"type": "object"}, "description": "Not used: the catalog's."},
+            "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "A catalog item id, or any "
+                   "other id: an ad-hoc action ranked with this request's features (logged with them, not learned "
+                   "from). The first action of a single-slot rank is the client's baseline."},
+            "features": {"type": "array", "items": {"type": "object"}, "description": "A catalog item's are not "
+                         "used (the catalog's are). An ad-hoc action's are flattened like contextFeatures onto the "
+                         "declared catalog features (and validated as they declare); `publisher` names its "
+                         "publisher; the others are ignored and named in X-Storefront-Ignored-Features."},
         }},
     }  # fmt: skip
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from bandit.config import RewardConfig
-from bandit.eventlog.events import JOINED_FORMAT, check_reward_number, joined_records, reward_value
+from bandit.eventlog.events import JOINED_FORMAT, check_reward_number, is_learnable, joined_records, reward_value
 from bandit.policies.base import Decision
 
 CONFIG = RewardConfig(
@@ -130,3 +130,11 @@ def test_joined_record_reward_matches_reward_value():
 
 def test_joined_records_of_an_event_without_decisions():
     assert joined_records({**EVENT, "decisions": []}, {}, CONFIG, joined_at=0.0) == []
+
+
+def test_a_requests_own_items_are_kept_with_the_decisions_that_had_them_and_not_learned_from():
+    own = {"b": {"publisher": "indie", "features": {"genre": "sim"}}, "z": {"publisher": "z", "features": {}}}
+    hero, row1, row2 = joined_records({**EVENT, "actions": own}, {}, CONFIG, joined_at=0.0)
+    assert hero["actions"] == {"b": own["b"]}  # only what was among the decision's candidates
+    assert "actions" not in row1 and "actions" not in row2
+    assert not is_learnable(hero) and is_learnable(row1)

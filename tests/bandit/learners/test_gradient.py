@@ -235,3 +235,25 @@ def test_the_served_probabilities_keep_the_floor() -> None:
         probs, why = policy.pmf({"country": country, "device": "quest"}, ITEMS)
         assert min(probs) >= 0.05 / len(ITEMS) - 1e-12
         assert why.startswith("gradient:")
+
+
+def test_a_requests_own_item_is_scored_by_its_features_as_if_the_catalog_had_it() -> None:
+    from bandit.config import Item
+
+    lrn = learner()
+    for start in range(0, 6_000, 1_000):
+        lrn.observe(serve(lrn, 1_000, start))
+    snapshot = lrn.snapshot()
+    like_c: dict[str, Any] = {"publisher": "p2", "features": {"genre": "shooter", "price": 30}}
+    data_items = [{"id": i.id, "publisher": i.publisher, "features": dict(i.features)} for i in CONFIG.catalog.items]
+    added = _config_with_items([*data_items, {"id": "c2", **like_c}])
+    in_catalog = GradientPolicy.for_slot(added, added.slot("hero"), snapshot)
+    policy = GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), snapshot)
+    scoped = policy.with_request(items={"c2": Item("c2", "p2", like_c["features"])})
+    both = [*ITEMS, "c2"]
+    context = {"country": "US", "device": "quest"}
+    assert np.allclose(scoped.scores(context, both), in_catalog.scores(context, both))
+    probs, _ = scoped.pmf(context, ["c2", "a"])
+    assert min(probs) > 0 and policy.with_request() is policy
+    with pytest.raises(KeyError):
+        policy.scores(context, ["c2"])  # unscoped, an unknown item is a caller's bug, not a silent zero

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bandit import tiers
-from bandit.config import ContextSchema, SlotConfig, StoreConfig, load_config
+from bandit.config import ContextSchema, Item, SlotConfig, StoreConfig, load_config
 from bandit.features import FeatureHashing
 from bandit.policies.base import Policy
 from bandit.policies.gradient import encode_snapshot, hashing_of
@@ -223,6 +223,23 @@ def test_choose_serves_with_its_propensity_and_is_replayable(tier, slot):
         # The same event id and slot give the same decision, from this object and from a clone.
         assert policy.choose(context, candidates, uniform_for(event_id, slot.name), slot.position) == decision
         assert policy.clone().choose(context, candidates, u, position=slot.position) == decision
+
+
+@pytest.mark.parametrize("tier", POLICIES)
+def test_a_request_with_its_own_items_and_baseline_keeps_the_contract(tier):
+    """Personalizer's ad-hoc actions and baselines: every tier and mixture ranks them, and stays itself."""
+    slot = CONFIG.slots[0]
+    policy = build(tier, slot)
+    genre = next(spec for spec in CONFIG.catalog.features if spec.kind == "category")
+    own = {f"own-{k}": Item(f"own-{k}", "newcomer", {genre.name: value}) for k, value in enumerate(genre.values)}
+    for i, (context, candidates) in enumerate(CASES[:60]):
+        pool = [*candidates, *own]
+        scoped = policy.with_request(baseline=pool[-1], items=own)
+        probs, _ = scoped.pmf(context, pool)
+        assert min(probs) > 0.0 and abs(math.fsum(probs) - 1.0) <= 1e-9
+        decision = scoped.decide(context, pool, f"own-{i}", slot.position)
+        assert decision.propensity == probs[pool.index(decision.item)]
+        assert policy.pmf(context, candidates) == build(tier, slot).pmf(context, candidates)  # unchanged
 
 
 @pytest.mark.parametrize("tier", POLICIES)

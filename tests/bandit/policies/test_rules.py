@@ -212,3 +212,12 @@ def test_condition_yaml_round_trip():
     assert Condition("h", "hours", (22, 3)).to_yaml() == {"from": 22, "to": 3}
     assert Condition("a", "between", (13, 24)).to_yaml() == {"between": [13, 24]}
     assert Condition("a", "gte", 18).to_yaml() == {"gte": 18}
+
+
+def test_a_requests_baseline_comes_after_the_rules_and_before_the_default(hero):
+    scoped = hero.with_request(baseline="e")
+    assert favourite_of(scoped, {"country": "JP", "device": "pcvr"}, ALL) == ("b", "rule:japan")  # a rule wins
+    assert favourite_of(scoped, {"country": "FR", "hour": 12}, ALL) == ("e", "baseline")  # then the baseline
+    assert favourite_of(scoped, {"country": "FR", "hour": 12}, ["a", "b"]) == ("a", "default")  # not eligible
+    assert favourite_of(hero, {"country": "FR", "hour": 12}, ALL) == ("a", "default")  # the policy is unchanged
+    assert hero.with_request() is hero and hero.with_request(items={}) is hero

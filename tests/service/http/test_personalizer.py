@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bandit.config import load_config
+from bandit.eventlog.events import is_learnable
 from service.learner.joiner import Joiner
 from service.storage.redis_storage import RedisStorage
 from tests.conftest import STORE_CONFIG
@@ -107,3 +108,64 @@ def test_a_body_nested_past_the_limit_is_a_400_not_a_crash(client: FlaskClient) 
         assert "32 levels" in answer.get_json()["error"]["message"]
     ok = {"user": {"profile": {"device": "quest"}}}  # a few levels are fine
     assert client.post("/personalizer/rank", json={"contextFeatures": [ok], "actions": ACTIONS}).status_code == 201
+
+
+NEWS = {"id": "news-1", "features": [{"genre": "sim"}, {"publisher": "indie", "mood": "calm"}]}
+
+
+def joined(app: Flask, storage: RedisStorage) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every ranked page joined now: the records by (event id, slot)."""
+    Joiner(storage, load_config(STORE_CONFIG), grace=0.0).run_once(now=app.extensions["storefront.clock"].time() + 10)
+    return {(r["event_id"], r["slot"]): r for _, r in storage.joined()}
+
+
+def test_an_ad_hoc_action_is_ranked_by_its_features_logged_with_them_and_not_learned_from(
+    client: FlaskClient, app: Flask, storage: RedisStorage
+) -> None:
+    answer = rank(client, actions=[NEWS, *ACTIONS])  # the first action: the client's baseline
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.headers["X-Storefront-Ignored-Features"] == "actions[0].mood"
+    ranking = answer.get_json()["ranking"]
+    assert {r["id"] for r in ranking} == {"news-1", *"abcdef"} and min(r["probability"] for r in ranking) > 0
+    event_id = answer.get_json()["eventId"]
+    assert client.post(f"/personalizer/events/{event_id}/reward", json={"value": 1}).status_code == 204
+    record = joined(app, storage)[event_id, "hero"]
+    assert record["actions"] == {"news-1": {"publisher": "indie", "features": {"genre": "sim"}}}
+    assert record["explicit_reward"] == 1.0 and not is_learnable(record)
+    # No rule matches a US shopper on a Quest: the rules tier favours the client's baseline over its default.
+    assert record["candidates"][record["pmf"].index(max(record["pmf"]))] == "news-1"
+    assert record["explanation"].removeprefix("explore; ") == "baseline"
+
+
+@pytest.mark.parametrize(
+    ("actions", "extra", "field"),
+    [
+        ([{"id": "n", "features": [{"price": 500}]}], {}, "actions[0].features.price"),
+        ([{"id": "n", "features": [{"genre": "jazz"}]}], {}, "actions[0].features.genre"),
+        ([{"id": "n", "features": [{"publisher": 5}]}], {}, "actions[0].features.publisher"),
+        ([{"id": "n", "features": {"genre": "sim"}}], {}, "actions[0].features"),
+        ([{"id": ""}], {}, "actions[0].id"),
+        (["a"], {}, "actions[0]"),
+        ([{"id": "a"}, {"id": "a"}], {}, "actions[1].id"),
+        ([{"id": "a"}], {"excludedActions": ["b"]}, "excludedActions[0]"),
+    ],
+)
+def test_a_bad_action_is_refused_naming_its_field(client: FlaskClient, actions: Any, extra: Any, field: str) -> None:
+    answer = rank(client, actions=actions, **extra)
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == field, answer.get_json()
+
+
+def test_multi_slot_baselines_are_each_slots_favourite_when_no_rule_matches(
+    client: FlaskClient, app: Flask, storage: RedisStorage
+) -> None:
+    answer = client.post("/personalizer/multislot/rank", json={
+        "contextFeatures": [{"device": "quest"}], "actions": [*ACTIONS, NEWS],
+        "slots": [{"id": "hero", "baselineAction": "c"}, {"id": "row-1", "baselineAction": "news-1"}],
+    })  # fmt: skip
+    assert answer.status_code == 201, answer.get_json()
+    event_id = answer.get_json()["eventId"]
+    records = joined(app, storage)
+    for slot, baseline in (("hero", "c"), ("row-1", "news-1")):
+        record = records[event_id, slot]
+        assert record["candidates"][record["pmf"].index(max(record["pmf"]))] == baseline
+        assert record["explanation"].removeprefix("explore; ") == "baseline"
