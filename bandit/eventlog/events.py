@@ -146,12 +146,25 @@ def check_reward_number(value: Any) -> float:
     return float(value)
 
 
+def unlearnable_reason(record: Mapping[str, Any]) -> str | None:
+    """Why no learner or estimator may use a joined record, or None when they may.
+
+    ``pinned``: a pin had nothing to choose (nor has a record without candidates); ``inactive``: a deferred
+    decision never activated may never have been shown; ``adhoc``: a request's own items (``actions``) were
+    among the candidates, outside every learner's item space (the catalog).
+    """
+    if record.get("tier") == "pin" or not record.get("candidates"):
+        return "pinned"
+    if record.get("active", True) is False:
+        return "inactive"
+    if record.get("actions"):
+        return "adhoc"
+    return None
+
+
 def is_learnable(record: Mapping[str, Any]) -> bool:
-    """Whether a learner or estimator may use a joined record: not pinned (a pin has nothing to choose), with
-    candidates, active (a deferred decision counts only once activated: it may never have been shown), and
-    over catalog items only (a request's own items, ``actions``, are outside every learner's item space)."""
-    return (record.get("tier") != "pin" and bool(record.get("candidates")) and record.get("active", True) is not False
-            and not record.get("actions"))  # fmt: skip
+    """Whether a learner or estimator may use a joined record (:func:`unlearnable_reason` has none)."""
+    return unlearnable_reason(record) is None
 
 
 def learnable(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config import StoreConfig, load_config
-from bandit.eventlog.events import learnable
+from bandit.eventlog.events import learnable, unlearnable_reason
 from bandit.eventlog.jsonl import by_slot
 from bandit.learners.reward_model import CrossFitRewardModel
 from bandit.ope import ESTIMATORS, Estimator, lift
@@ -82,10 +83,12 @@ class SlotResult:
     warnings: list[str] = field(default_factory=list)
     rules: list[dict[str, Any]] = field(default_factory=list)
     differs: float | None = None
+    skipped: dict[str, int] = field(default_factory=dict)  # records no estimator may use, by reason
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = self.report.to_dict() if self.report else {}
-        out.update({"pinned_skipped": self.pinned, "records_without_pmf": self.no_pmf, "warnings": self.warnings})
+        out.update({"pinned_skipped": self.pinned, "skipped": self.skipped, "records_without_pmf": self.no_pmf,
+                    "warnings": self.warnings})  # fmt: skip
         if self.differs is not None:
             out["favourite_differs_from_logged"] = round(self.differs, 6)
             out["rules"] = self.rules
@@ -127,11 +130,12 @@ def evaluate_records(
 ) -> tuple[SlotResult, Any]:
     """Evaluate ``policy`` on one slot's records; returns the result and the reward model (for the caller to close)."""
     rounds = learnable(rows)
-    pinned = len(rows) - len(rounds)
+    skipped = Counter(reason for r in rows if (reason := unlearnable_reason(r)) is not None)
     no_pmf = sum(1 for r in rounds if r.get("pmf") is None)
-    result = SlotResult(None, pinned, no_pmf)
+    result = SlotResult(None, skipped["pinned"], no_pmf, skipped=dict(skipped))
     if not rounds:
-        result.warnings.append("every record is pinned: nothing to evaluate")
+        why = ", ".join(f"{n:,} {reason}" for reason, n in sorted(skipped.items()))
+        result.warnings.append(f"no record can be evaluated ({why}): nothing to evaluate")
         return result, None
     model = None
     if any(e.needs_model for e in estimators):
@@ -175,7 +179,7 @@ def format_slot(result: SlotResult, title: str) -> str:
     if report is None:
         lines += [f"  {w}" for w in result.warnings]
         return "\n".join(lines)
-    extra = f"; {result.pinned:,} pinned skipped" if result.pinned else ""
+    extra = "".join(f"; {n:,} {reason} skipped" for reason, n in sorted(result.skipped.items()))
     lines[0] += f": {report.n:,} rounds{extra}; logged mean reward {report.logged_mean:.4f}"
     conf = f"{report.estimates[0].confidence:.0%}"
     lines.append(

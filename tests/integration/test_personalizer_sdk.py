@@ -152,8 +152,10 @@ def test_a_wrong_key_is_refused_and_the_configuration_reads(live: LiveService) -
 
 def test_bad_requests_name_their_field(client: PersonalizerClient) -> None:
     cases = [
-        ({"contextFeatures": [{"device": "quest"}], "actions": [{"id": "zz", "features": [{"price": -5}]}]},
-         "actions[0].features.price"),
+        (
+            {"contextFeatures": [{"device": "quest"}], "actions": [{"id": "zz", "features": [{"price": -5}]}]},
+            "actions[0].features.price",
+        ),
         ({"contextFeatures": [{"device": "vive"}], "actions": ACTIONS}, "contextFeatures.device"),
         ({"contextFeatures": [{"country": "JP"}], "actions": ACTIONS}, "contextFeatures.device"),
     ]

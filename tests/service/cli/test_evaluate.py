@@ -46,6 +46,21 @@ def test_evaluate_prints_every_estimator_per_slot(log: Path, capsys: pytest.Capt
     assert "pinned skipped" in out  # row-2 is pinned for French shoppers
 
 
+def test_evaluate_counts_what_it_skips_by_reason(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"slot": "hero"' in line]
+    own = {"news-1": {"publisher": "indie", "features": {}}}
+    marked = [{**r, "actions": own} if i % 4 == 0 else {**r, "active": False} if i % 4 == 1 else r
+              for i, r in enumerate(records)]  # fmt: skip
+    path = tmp_path / "marked.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in marked))
+    status, out, _ = _run(capsys, "evaluate", "--log", str(path), "--policy", str(ALT), "--json")
+    assert status == 0
+    report = json.loads(out)["slots"]["hero"]
+    adhoc, inactive = len(records[0::4]), len(records[1::4])
+    assert report["skipped"] == {"adhoc": adhoc, "inactive": inactive}
+    assert report["estimates"][0]["n"] == len(records) - adhoc - inactive
+
+
 def test_evaluate_json_and_uniform(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = _run(capsys, "evaluate", "--log", str(log), "--policy", "uniform", "--config", str(CONFIG),
                           "--slot", "hero", "--estimators", "ips,dr", "--json")  # fmt: skip
