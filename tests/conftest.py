@@ -37,14 +37,26 @@ def prefix() -> str:
     return f"test:{uuid.uuid4().hex[:12]}:"
 
 
+def storage_for(redis_url: str, prefix: str, partitions: int = 1) -> Iterator[RedisStorage]:
+    """A storage under ``prefix`` with ``partitions`` (hash-tagged keys when > 1); its keys deleted afterwards."""
+    store = RedisStorage.from_url(redis_url, prefix, cluster=False, partitions=partitions)
+    yield store
+    for pattern in (f"{prefix}*", f"{{{prefix}*"):
+        keys = list(store.client.scan_iter(match=pattern, count=1000))
+        if keys:
+            store.client.delete(*keys)
+    store.client.close()
+
+
 @pytest.fixture
 def storage(redis_url: str, prefix: str) -> Iterator[RedisStorage]:
-    store = RedisStorage.from_url(redis_url, prefix)
-    yield store
-    keys = list(store.client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        store.client.delete(*keys)
-    store.client.close()
+    yield from storage_for(redis_url, prefix)
+
+
+@pytest.fixture(params=[1, 4], ids=["one-partition", "four-partitions"])
+def any_storage(redis_url: str, prefix: str, request: pytest.FixtureRequest) -> Iterator[RedisStorage]:
+    """The storage in the single-Redis layout and partitioned (the key layout a Redis Cluster needs)."""
+    yield from storage_for(redis_url, prefix, request.param)
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@
 ``STOREFRONT_CONFIG``   path of the store YAML (required)
 ``REDIS_URL``           Redis to log to, e.g. ``redis://host:6379/0`` or ``unix:///path/redis.sock``
 ``STOREFRONT_REDIS_PREFIX``  key prefix (default ``sb:<store name>:``)
+``STOREFRONT_REDIS_CLUSTER``  1: ``REDIS_URL`` is a node of a Redis Cluster (keys hash-tagged, see
+                             :mod:`service.storage.redis_storage`)
+``STOREFRONT_REDIS_PARTITIONS``  partitions of the pending pages and the joined log (default 1; 16 on a cluster)
 ``STOREFRONT_API_KEYS_FILE``, ``STOREFRONT_API_KEYS``  the API keys (see :mod:`service.http.access`)
 ``STOREFRONT_ADMIN_TOKEN``   one more admin key (without any admin key the admin API answers 404)
 ``STOREFRONT_DEMO_KEY``      the browser key ``/demo`` uses (``storefront serve`` sets it to the one it made)

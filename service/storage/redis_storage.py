@@ -1,6 +1,15 @@
 """Redis behind the storage interfaces: the key layout, and the Lua scripts the invariants rest on.
 
-Layout (every key under a prefix, ``sb:<store>:`` by default):
+Layout (every key under a prefix, ``sb:<store>:`` by default).  On one Redis with one partition (the default)
+the names are as listed.  With ``partitions`` > 1 or on a Redis Cluster, an event's keys (``ev``, ``rw``) and the
+partition's ``due``, ``joined``, ``counts`` and ``zdict`` keys are named ``{<prefix><k>}:<name>``: partition ``k``
+= CRC-32 of the event id mod ``partitions``, and the braces are a hash tag, so everything a script touches for one
+event sits in one cluster slot, and the partitions spread over the primaries.  The ladder's keys (``ladder``,
+``checkpoint``, ``history``, ``lease``, ``health``, ``writers``, ``secret``) are named ``{<prefix>}<name>``: one
+slot, since ``save_ladders`` writes them together.  Rate-limit and Personalizer id keys keep the plain prefix
+(one key per command: anywhere).  A reader of the joined log gets a cursor per record that covers every
+partition (see :meth:`RedisStorage.joined_after`).  The partition count is fixed for a store's data:
+changing it strands what is pending (drain the learner first; docs/operations.md).
 
 ``ev:<id>``   hash: ``d`` the logged event (JSON deflated against ``zdict:<id>``: ``codec.EventPacker``), ``s``
               ``|slot=tier|...|`` for a cheap slot check
@@ -21,7 +30,7 @@ Layout (every key under a prefix, ``sb:<store>:`` by default):
 ``writers``   hash: API worker id → the time up to which everything it accepted is in Redis (its heartbeat; the
               join waits for a worker whose heartbeat stopped: :mod:`service.learner.joiner`)
 
-Six Lua scripts (``scripts/*.lua``) make each step atomic on the server.  Three are what the
+Lua scripts (``scripts/*.lua``) make each step atomic on the server.  Three are what the
 invariants rest on (``log_batch``, ``add_reward``, ``join``): a reward is accepted only while the event is still in
 ``due`` and its window is open; the join removes the event from ``due`` and
 appends its records in one step, and only if no reward landed since it read
@@ -38,9 +47,13 @@ fenced by its lease (a runner that lost the lease writes nothing), which
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
+import os
 import secrets
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -53,6 +66,33 @@ from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, Pe
 
 HISTORY_MAX = 1000
 _ZDICT_TTL = 30 * 86400
+MAX_PARTITIONS = 1024
+#: Partitions when ``$STOREFRONT_REDIS_CLUSTER`` is set and ``$STOREFRONT_REDIS_PARTITIONS`` is not: enough to spread
+#: the pending pages over a few dozen primaries.
+CLUSTER_PARTITIONS = 16
+
+
+def layout_from_env() -> tuple[bool, int]:
+    """``(cluster, partitions)`` from ``$STOREFRONT_REDIS_CLUSTER`` (1/true/yes) and ``$STOREFRONT_REDIS_PARTITIONS``.
+
+    Raises ValueError naming the variable when a value is not understood.
+    """
+    raw_cluster = os.environ.get("STOREFRONT_REDIS_CLUSTER", "").strip().lower()
+    if raw_cluster not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ValueError(f"STOREFRONT_REDIS_CLUSTER={raw_cluster!r}: use 1 or 0")
+    cluster = raw_cluster in ("1", "true", "yes")
+    raw = os.environ.get("STOREFRONT_REDIS_PARTITIONS", "").strip()
+    if not raw:
+        return cluster, CLUSTER_PARTITIONS if cluster else 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTITIONS:
+        raise ValueError(f"STOREFRONT_REDIS_PARTITIONS={raw!r}: an integer from 1 to {MAX_PARTITIONS}")
+    return cluster, int(raw)
+
+
+def _stream_order(entry_id: bytes, sign: int = 1) -> tuple[int, int]:
+    """A stream id as numbers, to merge streams by time (``sign`` -1: newest first)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return sign * int(ms), sign * int(seq or 0)
 
 
 @cache
@@ -72,14 +112,25 @@ class RedisStorage:
         Key prefix, so several stores can share one Redis.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis | redis.RedisCluster, prefix: str, partitions: int = 1,
+                 cluster: bool = False):  # fmt: skip
+        if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+            raise ValueError(f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}")
         # redis-py types replies as bytes | str | None unions; this client always returns bytes (no decode_responses)
         self.client: Any = client
         self.prefix = prefix
-        self._due = f"{prefix}due"
-        self._writers = f"{prefix}writers"
-        self._joined = f"{prefix}joined"
-        self._counts = f"{prefix}counts"
+        self.partitions = partitions
+        self.cluster = cluster
+        # Hash tags only when needed (a cluster, or partitions): a single Redis keeps the key names it always had.
+        tagged = cluster or partitions > 1
+        self._parts = [f"{{{prefix}{k}}}:" if tagged else prefix for k in range(partitions)]
+        ctl = f"{{{prefix}}}" if tagged else prefix  # the ladder's keys, one slot: save_ladders touches them all
+        self._ctl = ctl
+        self._due = [f"{p}due" for p in self._parts]
+        self._joined = [f"{p}joined" for p in self._parts]
+        self._counts = [f"{p}counts" for p in self._parts]
+        self._unsaved_dicts: list[dict[bytes, bytes]] = [{} for _ in range(partitions)]
+        self._writers = f"{ctl}writers"
         self._log = client.register_script(_script("log_batch"))
         self._packer = EventPacker(self._load_zdict)
         self._reward = client.register_script(_script("add_reward"))
@@ -88,23 +139,55 @@ class RedisStorage:
         self._renew_lease = client.register_script(_script("renew_lease"))
         self._release_lease = client.register_script(_script("release_lease"))
         self._beat = client.register_script(_script("beat_writer"))
-        self._ladder_version = f"{prefix}ladder:version"
-        self._ladder_cursor = f"{prefix}ladder:cursor"
-        self._health = f"{prefix}health"
-        self._lease = f"{prefix}lease:ladder"
+        self._drain = client.register_script(_script("drain_hash"))
+        self._read_writers = client.register_script(_script("read_writers"))
+        self._ladder_version = f"{ctl}ladder:version"
+        self._ladder_cursor = f"{ctl}ladder:cursor"
+        self._health = f"{ctl}health"
+        self._lease = f"{ctl}lease:ladder"
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, **kwargs: Any) -> RedisStorage:
+    def from_url(cls, url: str, prefix: str, cluster: bool | None = None, partitions: int | None = None,
+                 **kwargs: Any) -> RedisStorage:  # fmt: skip
+        """Connect to ``url``; ``cluster`` and ``partitions`` default to ``$STOREFRONT_REDIS_CLUSTER`` and
+        ``$STOREFRONT_REDIS_PARTITIONS`` (:func:`layout_from_env`)."""
+        env_cluster, env_partitions = layout_from_env()
+        cluster = env_cluster if cluster is None else cluster
+        if partitions is None:
+            partitions = env_partitions if os.environ.get("STOREFRONT_REDIS_PARTITIONS") or not cluster \
+                else CLUSTER_PARTITIONS  # fmt: skip
         kwargs.setdefault("socket_timeout", 2.0)
         kwargs.setdefault("socket_connect_timeout", 2.0)
+        if cluster:
+            return cls(redis.RedisCluster.from_url(url, **kwargs), prefix, partitions, cluster=True)
         kwargs.setdefault("health_check_interval", 30)
-        return cls(redis.Redis.from_url(url, **kwargs), prefix)
+        return cls(redis.Redis.from_url(url, **kwargs), prefix, partitions)
+
+    def partition_of(self, event_id: str) -> int:
+        """The partition an event's keys live in (a hash of its id)."""
+        return zlib.crc32(event_id.encode()) % self.partitions if self.partitions > 1 else 0
+
+    def _event_keys(self, event_id: str) -> tuple[int, str, str]:
+        k = self.partition_of(event_id)
+        return k, f"{self._parts[k]}ev:{event_id}", f"{self._parts[k]}rw:{event_id}"
+
+    def event_keys(self, event_id: str) -> tuple[str, str]:
+        """The names of an event's hash and of its rewards' hash (for operators and tests)."""
+        return self._event_keys(event_id)[1:]
+
+    def control_key(self, name: str) -> str:
+        """The name of a ladder-side key (``ladder:<slot>``, ``health``, ...; see the layout above)."""
+        return f"{self._ctl}{name}"
 
     # ---- the API side ----------------------------------------------------------------
 
     def _load_zdict(self, key: bytes) -> bytes | None:
-        value: bytes | None = self.client.get(f"{self.prefix}zdict:{key.decode()}")
-        return value
+        # Every partition that had pages packed against a dictionary has its copy; any copy will do.
+        for part in self._parts:
+            value: bytes | None = self.client.get(f"{part}zdict:{key.decode()}")
+            if value is not None:
+                return value
+        return None
 
     def unpack_event(self, data: bytes) -> Any:
         """A logged event as stored in ``ev:<id>`` field ``d``, decoded."""
@@ -119,33 +202,47 @@ class RedisStorage:
 
         ``min_close`` (a replay) queues each for the join no earlier than that
         time; a page already stored is left as it is, so a replay is idempotent.
+        With partitions, one call per partition the pages fall in (a failure part-way leaves the others
+        stored; the caller spools the whole batch, and the replay stores only what is missing).
         """
         if not events:
             return
-        keys: list[str] = []
-        args: list[Any] = []
+        batches: dict[int, tuple[list[str], list[Any]]] = {}
         for event, ttl in events:
             event_id = event["event_id"]
             decisions = event["decisions"]
             close = event["window_close"] if min_close is None else max(event["window_close"], min_close)
-            keys.append(f"{self.prefix}ev:{event_id}")
+            k, event_key, _ = self._event_keys(event_id)
+            keys, args = batches.setdefault(k, ([], []))
+            keys.append(event_key)
             args += [self._packer.pack(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
                      int(ttl) + 1, close, event_id, len(decisions),
                      *(f"decisions:{d['slot']}:{d['tier']}" for d in decisions)]  # fmt: skip
         self._packer.due_resend(time.monotonic())
-        # Dictionaries not yet confirmed travel first, in the same call: stored before the pages packed with them.
-        # Kept 30 days, longer than any page packed with them waits for the join.
-        dicts = dict(self._packer.unsaved)
-        head_keys = [f"{self.prefix}zdict:{key.decode()}" for key in dicts]
-        head_args: list[Any] = [len(dicts)]
-        for zdict in dicts.values():
-            head_args += [zdict, _ZDICT_TTL]
-        try:
-            self._log(keys=[self._due, self._counts, *head_keys, *keys], args=[*head_args, *args])
-        except Exception:
-            self._packer.forget_saved()  # a Redis that failed may come back without them: send again
-            raise
-        self._packer.saved()
+        self._take_new_dicts()
+        for k, (keys, args) in batches.items():
+            # Dictionaries this partition has not confirmed travel first, in the same call: stored before the
+            # pages packed with them. Kept 30 days, longer than any page packed with them waits for the join.
+            dicts = self._unsaved_dicts[k]
+            head_keys = [f"{self._parts[k]}zdict:{key.decode()}" for key in dicts]
+            head_args: list[Any] = [len(dicts)]
+            for zdict in dicts.values():
+                head_args += [zdict, _ZDICT_TTL]
+            try:
+                self._log(keys=[self._due[k], self._counts[k], *head_keys, *keys], args=[*head_args, *args])
+            except Exception:
+                self._packer.forget_saved()  # a Redis that failed may come back without them: send again
+                self._take_new_dicts()
+                raise
+            self._unsaved_dicts[k] = {}
+
+    def _take_new_dicts(self) -> None:
+        """Every partition must get each dictionary the packer has not had confirmed (with its next pages)."""
+        fresh = self._packer.unsaved
+        if fresh:
+            for pending in self._unsaved_dicts:
+                pending.update(fresh)
+            self._packer.saved()
 
     def add_reward(self, event_id: str, slot: str, kind: str, payload: Any, now: float, ttl: float) -> str:
         """Record a reward; returns ``accepted:<tier>``, ``duplicate``, ``late``, ``unknown_slot`` or ``missing``.
@@ -153,8 +250,9 @@ class RedisStorage:
         ``missing`` means the event is not (or no longer) pending: the caller
         tells unknown from late by the time encoded in the event id.
         """
+        k, event_key, reward_key = self._event_keys(event_id)
         result = self._reward(
-            keys=[f"{self.prefix}ev:{event_id}", f"{self.prefix}rw:{event_id}", self._due, self._counts],
+            keys=[event_key, reward_key, self._due[k], self._counts[k]],
             args=[event_id, slot, kind, json.dumps(payload, separators=(",", ":")), repr(now), int(ttl) + 1],
         )
         return result.decode() if isinstance(result, bytes) else str(result)
@@ -162,14 +260,23 @@ class RedisStorage:
     # ---- the learner side -------------------------------------------------------------
 
     def due(self, now: float, limit: int) -> list[str]:
-        """Ids of events whose window closed before ``now``, oldest first."""
-        ids = self.client.zrangebyscore(self._due, "-inf", repr(now), start=0, num=limit)
-        return [i.decode() for i in ids]
+        """Ids of events whose window closed before ``now``, oldest first (over every partition)."""
+        if self.partitions == 1:
+            ids = self.client.zrangebyscore(self._due[0], "-inf", repr(now), start=0, num=limit)
+            return [i.decode() for i in ids]
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._due:
+            pipe.zrangebyscore(key, "-inf", repr(now), start=0, num=limit, withscores=True)
+        heads = heapq.merge(*pipe.execute(), key=lambda pair: pair[1])
+        return [event_id.decode() for event_id, _ in itertools.islice(heads, limit)]
 
     def pending(self, event_id: str) -> PendingEvent | None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(f"{self.prefix}ev:{event_id}", "d")
-        pipe.hgetall(f"{self.prefix}rw:{event_id}")
+        _, event_key, reward_key = self._event_keys(event_id)
+        # Not a transaction (a cluster pipeline may not have one): the event is written once, and the rewards'
+        # change counter read here is what the join's script compares, so a reward landing in between is seen.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(event_key, "d")
+        pipe.hgetall(reward_key)
         raw_event, raw_rewards = pipe.execute()
         if raw_event is None:
             return None
@@ -190,10 +297,10 @@ class RedisStorage:
         Returns True when joined, False when someone else already joined it,
         None when a reward landed after ``pending`` was read (read it again).
         """
+        k, event_key, reward_key = self._event_keys(pending.event_id)
         result = self._join(
-            keys=[f"{self.prefix}ev:{pending.event_id}", f"{self.prefix}rw:{pending.event_id}", self._due,
-                  self._joined, self._counts],
-            args=[pending.event_id, pending.version, max_len, len(records),
+            keys=[event_key, reward_key, self._due[k], self._joined[k], self._counts[k]],
+            args=[pending.event_id, pending.version, max(max_len // self.partitions, 1), len(records),
                   *(json.dumps(r, separators=(",", ":"), sort_keys=True) for r in records),
                   *(f"joined:{r['slot']}" for r in records),
                   *(f"defaulted:{r['slot']}" for r in records if r["defaulted"])],
@@ -202,14 +309,27 @@ class RedisStorage:
 
     def drop_due(self, event_id: str) -> None:
         """Forget a due entry whose event expired before it was joined."""
-        self.client.zrem(self._due, event_id)
+        self.client.zrem(self._due[self.partition_of(event_id)], event_id)
+
+    # Joined records are read through cursors.  With one partition a cursor is the stream id of the last record
+    # read (as it always was); with several it is each partition's stream id joined by commas (empty: none read
+    # yet there), and every record comes back with the cursor that stands just after it, so "the id of the last
+    # record read" is the cursor to go on from, whatever the layout.
 
     def joined(self, start: str = "-", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every joined record from stream id ``start`` on, as ``(stream id, record)``."""
+        """Every joined record from stream id ``start`` on (``(<cursor>`` for after a cursor), as ``(id, record)``."""
+        if self.partitions > 1:
+            cursor = None if start == "-" else start.removeprefix("(")
+            while True:
+                entries = self.joined_after(cursor, batch)
+                yield from entries
+                if len(entries) < batch:
+                    return
+                cursor = entries[-1][0]
         cursor = start
         exclusive = False
         while True:
-            entries = self.client.xrange(self._joined, min=("(" + cursor) if exclusive else cursor, count=batch)
+            entries = self.client.xrange(self._joined[0], min=("(" + cursor) if exclusive else cursor, count=batch)
             if not entries:
                 return
             for entry_id, fields in entries:
@@ -219,30 +339,84 @@ class RedisStorage:
                 return
 
     def joined_after(self, cursor: str | None, count: int) -> list[tuple[str, dict[str, Any]]]:
-        """Up to ``count`` joined records after stream id ``cursor`` (from the start when None), oldest first."""
-        entries = self.client.xrange(self._joined, min=f"({cursor}" if cursor else "-", count=count)
-        return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+        """Up to ``count`` joined records after ``cursor`` (from the start when None), oldest first."""
+        if self.partitions == 1:
+            entries = self.client.xrange(self._joined[0], min=f"({cursor}" if cursor else "-", count=count)
+            return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+        at = self._cursor_parts(cursor)
+        pipe = self.client.pipeline(transaction=False)
+        for key, after in zip(self._joined, at, strict=True):
+            pipe.xrange(key, min=f"({after}" if after else "-", count=count)
+        tagged = [[(_stream_order(e[0]), k, e) for e in entries] for k, entries in enumerate(pipe.execute())]
+        out = []
+        for _, k, (entry_id, fields) in itertools.islice(heapq.merge(*tagged), count):
+            at[k] = entry_id.decode()
+            out.append((",".join(a or "" for a in at), json.loads(fields[b"r"])))
+        return out
 
     def joined_before(self, cursor: str | None, count: int, inclusive: bool = True) -> list[tuple[str, dict[str, Any]]]:
-        """Up to ``count`` joined records up to ``cursor`` (included unless ``inclusive`` is False), newest first."""
+        """Up to ``count`` joined records up to ``cursor`` (included unless ``inclusive`` is False), newest first.
+
+        With partitions, the cursor each record comes back with says of every partition whether its bound is
+        included (``[``) or not (``(``), so passing it on with ``inclusive=False`` goes on exactly after it.
+        """
         if not cursor:
             return []
-        entries = self.client.xrevrange(self._joined, max=cursor if inclusive else f"({cursor}", count=count)
-        return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+        if self.partitions == 1:
+            entries = self.client.xrevrange(self._joined[0], max=cursor if inclusive else f"({cursor}", count=count)
+            return [(entry_id.decode(), json.loads(fields[b"r"])) for entry_id, fields in entries]
+        bounds = [b if not b or b[0] in "([" else f"[{b}" if inclusive else f"({b}" for b in cursor.split(",")]
+        if len(bounds) != self.partitions:
+            raise ValueError(f"cursor {cursor!r} is not one of {self.partitions} partitions")
+        pipe = self.client.pipeline(transaction=False)
+        for key, bound in zip(self._joined, bounds, strict=True):
+            # Redis takes "(id" as exclusive and a bare id as inclusive; an empty bound: nothing read there.
+            pipe.xrevrange(key, max=bound.removeprefix("[") or "-", count=count)
+        # Newest first, ties between partitions in the reverse of joined_after's order: exactly its mirror.
+        tagged = [[(_stream_order(e[0], -1), -k, e) for e in entries] if bounds[k] else []
+                  for k, entries in enumerate(pipe.execute())]  # fmt: skip
+        out = []
+        for _, minus_k, (entry_id, fields) in itertools.islice(heapq.merge(*tagged), count):
+            k = -minus_k
+            bounds[k] = f"({entry_id.decode()}"
+            out.append((",".join(bounds), json.loads(fields[b"r"])))
+        return out
+
+    def _cursor_parts(self, cursor: str | None) -> list[str | None]:
+        if not cursor or cursor == "-":
+            return [None] * self.partitions
+        parts = [p.lstrip("([") or None for p in cursor.split(",")]
+        if len(parts) != self.partitions:
+            raise ValueError(f"cursor {cursor!r} is not one of {self.partitions} partitions (a cursor of another "
+                             "layout: STOREFRONT_REDIS_PARTITIONS changed?)")  # fmt: skip
+        return parts
+
+    def _each(self, command: str, keys: Sequence[str], *args: Any, **kwargs: Any) -> list[Any]:
+        """One read command on each partition's key, in one round trip (a pipeline across a cluster's nodes)."""
+        if len(keys) == 1:
+            return [getattr(self.client, command)(keys[0], *args, **kwargs)]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, command)(key, *args, **kwargs)
+        return list(pipe.execute())
 
     def joined_length(self) -> int:
-        return int(self.client.xlen(self._joined))
+        return sum(int(n) for n in self._each("xlen", self._joined))
 
     def due_length(self) -> int:
-        return int(self.client.zcard(self._due))
+        return sum(int(n) for n in self._each("zcard", self._due))
 
     def oldest_due(self) -> float | None:
         """When the oldest unjoined event's window closed (its score in the due set), or None when none waits."""
-        head = self.client.zrange(self._due, 0, 0, withscores=True)
-        return float(head[0][1]) if head else None
+        heads = [float(head[0][1]) for head in self._each("zrange", self._due, 0, 0, withscores=True) if head]
+        return min(heads, default=None)
 
     def counts(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self._counts).items()}
+        out: dict[str, int] = {}
+        for part in self._each("hgetall", self._counts):
+            for k, v in part.items():
+                out[k.decode()] = out.get(k.decode(), 0) + int(v)
+        return out
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -251,7 +425,7 @@ class RedisStorage:
 
     def hit(self, bucket: str, window: int, now: float) -> int:
         """Count one request in ``bucket``'s fixed window of ``window`` seconds that holds ``now``; the count."""
-        name = f"{self.prefix}rl:{bucket}:{int(now // window)}"
+        name = f"{self.prefix}rl:{bucket}:{int(now // window)}"  # one key per window: anywhere in a cluster
         pipe = self.client.pipeline(transaction=False)
         pipe.incr(name)
         pipe.expire(name, window + 1)
@@ -273,7 +447,7 @@ class RedisStorage:
 
     def shared_secret(self, name: str) -> bytes:
         """A random secret every worker of this store reads alike: made by the first to ask, kept in Redis."""
-        key = f"{self.prefix}secret:{name}"
+        key = f"{self._ctl}secret:{name}"
         self.client.set(key, secrets.token_hex(32), nx=True)
         value = self.client.get(key)
         if not value:
@@ -292,21 +466,18 @@ class RedisStorage:
 
     def writers(self) -> dict[str, tuple[float, float]]:
         """Each API worker's last heartbeat: ``(clean_through, age in seconds by Redis's clock)``."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.time()
-        pipe.hgetall(self._writers)
-        (seconds, micros), beats = pipe.execute()
-        server_now = seconds + micros / 1e6
+        raw = self._read_writers(keys=[self._writers])
+        server_now = int(raw[0]) + int(raw[1]) / 1e6
         out = {}
-        for writer, value in beats.items():
-            clean, _, stamped = value.decode().partition(" ")
-            out[writer.decode()] = (float(clean), server_now - float(stamped or server_now))
+        for i in range(2, len(raw), 2):
+            clean, _, stamped = raw[i + 1].decode().partition(" ")
+            out[raw[i].decode()] = (float(clean), server_now - float(stamped or server_now))
         return out
 
     # ---- the ladder -----------------------------------------------------------------------
 
     def _ladder_key(self, slot: str) -> str:
-        return f"{self.prefix}ladder:{slot}"
+        return f"{self._ctl}ladder:{slot}"
 
     def ladder_version(self) -> int:
         """The counter every state save bumps (0 before the first save): one GET, for the workers' poll."""
@@ -351,7 +522,7 @@ class RedisStorage:
         keys = [self._ladder_version, self._ladder_cursor, self._lease]
         args: list[Any] = [lease_holder or "", cursor or "", HISTORY_MAX, len(writes)]
         for w in writes:
-            keys += [self._ladder_key(w.slot), f"{self.prefix}history:{w.slot}", self._checkpoint_key(w.slot)]
+            keys += [self._ladder_key(w.slot), f"{self._ctl}history:{w.slot}", self._checkpoint_key(w.slot)]
             checkpoint = "" if w.checkpoint is None else json.dumps(w.checkpoint, separators=COMPACT)
             state = "" if w.state is None else json.dumps(w.state, separators=COMPACT, sort_keys=True)
             history = [json.dumps(h, separators=COMPACT, sort_keys=True) for h in w.history]
@@ -364,7 +535,7 @@ class RedisStorage:
         return result[1]
 
     def _checkpoint_key(self, slot: str) -> str:
-        return f"{self.prefix}checkpoint:{slot}"
+        return f"{self._ctl}checkpoint:{slot}"
 
     def load_checkpoints(self, slots: Sequence[str]) -> dict[str, Any]:
         """The learners' checkpoints saved with the states (JSON; a value that is not JSON is left out)."""
@@ -385,7 +556,7 @@ class RedisStorage:
 
     def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]:
         """The slot's transitions, newest first."""
-        return [json.loads(h) for h in self.client.lrange(f"{self.prefix}history:{slot}", 0, max(limit, 1) - 1)]
+        return [json.loads(h) for h in self.client.lrange(f"{self._ctl}history:{slot}", 0, max(limit, 1) - 1)]
 
     def report_health(self, errors: Mapping[str, int]) -> None:
         """Add challenger failures per slot (from a worker) for the ladder runner to act on."""
@@ -396,11 +567,8 @@ class RedisStorage:
 
     def drain_health(self) -> dict[str, int]:
         """Take every reported failure (read and clear in one step)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hgetall(self._health)
-        pipe.delete(self._health)
-        raw, _ = pipe.execute()
-        return {k.decode(): int(v) for k, v in raw.items()}
+        raw = self._drain(keys=[self._health])
+        return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     def acquire_lease(self, holder: str, ttl: float) -> bool:
         """Take the learner lease, or renew it when ``holder`` has it; False when another holder does."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,6 +27,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (10,000 above it: Redis 6 has no setting for it) is free too."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 55000)
+        if port in taken or port + 10000 in taken or port - 10000 in taken:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 @dataclass
@@ -114,3 +132,83 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     service = start_service(tmp_path_factory.mktemp("live"), STORE_CONFIG, redis_url=os.environ.get("REDIS_URL"))
     yield service
     stop_service(service)
+
+
+@dataclass
+class LocalCluster:
+    """A Redis Cluster of primaries on loopback: ``url`` reaches any node, the client finds the others."""
+
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+
+def start_cluster(folder: Path, primaries: int = 3) -> LocalCluster:
+    """``primaries`` redis-servers in cluster mode, the 16,384 hash slots split between them, joined as one."""
+    import redis
+
+    from service.storage.embedded import redis_server_binary
+
+    ports: list[int] = []
+    for _ in range(primaries):
+        ports.append(free_cluster_port(set(ports)))
+    processes = []
+    for port in ports:
+        data = folder / f"node-{port}"
+        data.mkdir(parents=True)
+        processes.append(subprocess.Popen(
+            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+             "--protected-mode", "no"],
+            stdout=(data / "redis.log").open("wb"), stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+    cluster = LocalCluster(ports, processes)
+    try:
+        nodes = [redis.Redis(port=port, socket_connect_timeout=0.5) for port in ports]
+        deadline = time.monotonic() + 30
+        while not all(_pings(n) for n in nodes):
+            if time.monotonic() > deadline:
+                logs = "\n".join((folder / f"node-{port}" / "redis.log").read_text()[-2000:] for port in ports)
+                raise RuntimeError(f"redis-server (cluster mode) did not start:\n{logs}")
+            time.sleep(0.05)
+        share = 16384 // primaries
+        for i, node in enumerate(nodes):
+            last = 16384 if i == primaries - 1 else (i + 1) * share
+            node.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, last))
+        for port in ports[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        deadline = time.monotonic() + 20
+        while not all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not come up (cluster_state not ok)")
+            time.sleep(0.1)
+        # Every node must know every other before a client asks any of them for the slot map.
+        while not all(len(n.execute_command("CLUSTER", "NODES").splitlines()) == primaries for n in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster's nodes did not all meet")
+            time.sleep(0.1)
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def _pings(node: Any) -> bool:
+    try:
+        return bool(node.ping())
+    except Exception:
+        return False
+
+
+def stop_cluster(cluster: LocalCluster) -> None:
+    for process in cluster.processes:
+        process.terminate()
+    for process in cluster.processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

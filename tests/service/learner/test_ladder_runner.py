@@ -35,6 +35,12 @@ ESCALATION = """    escalation: {mode: MODE, min_events: 20, retrain_every: 30, 
 """
 
 
+@pytest.fixture
+def storage(any_storage: RedisStorage) -> RedisStorage:
+    """Every test here on the single-Redis key layout and on the partitioned one (Redis Cluster's)."""
+    return any_storage
+
+
 def ladder_config(tmp_path: Path, mode: str = "manual") -> Path:
     text = STORE_CONFIG.read_text()
     anchor = "  - name: hero\n    exploration: 0.2\n"
@@ -200,8 +206,8 @@ def test_corrupt_snapshot_is_refused_and_the_slot_keeps_its_tier(
 
 def test_state_that_is_not_json_is_refused(client: FlaskClient, storage: RedisStorage) -> None:
     before = sample("storefront_snapshot_errors_total", slot="hero")
-    storage.client.hset(f"{storage.prefix}ladder:hero", mapping={"state": "{not json", "rev": 1})
-    storage.client.incr(f"{storage.prefix}ladder:version")
+    storage.client.hset(storage.control_key("ladder:hero"), mapping={"state": "{not json", "rev": 1})
+    storage.client.incr(storage.control_key("ladder:version"))
     assert rank(client)["slots"][0]["tier"] == "rules"
     assert sample("storefront_snapshot_errors_total", slot="hero") == before + 1
 
@@ -232,13 +238,13 @@ def test_challenger_that_raises_serves_the_primary_and_reports_health(
         assert rank(client)["slots"][0]["tier"] == "rules"
     assert sample("storefront_challenger_errors_total", slot="hero") == before + 3
     rank(client)  # the next version check flushes the reports
-    assert int(storage.client.hget(f"{storage.prefix}health", "hero")) >= 3
+    assert int(storage.client.hget(storage.control_key("health"), "hero")) >= 3
     monkeypatch.undo()
     runner = LadderRunner(storage, config, learner_factory=fake_learner)
     [fallback] = runner.run_once()
     assert (fallback["transition"], fallback["stage"]) == ("fallback", "incumbent")
     assert storage.history("hero")[0]["transition"] == "fallback"
-    assert storage.client.hgetall(f"{storage.prefix}health") == {}
+    assert storage.client.hgetall(storage.control_key("health")) == {}
     assert rank(client)["slots"][0]["tier"] == "rules"
     assert SlotState.from_json(storage.load_ladders(["hero"])["hero"].state).incumbent["tier"] == "rules"
 
