@@ -31,7 +31,7 @@ def register(top: Any, bench: Any) -> None:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from service.learner.joiner import Joiner
-    from service.learner.ladder_runner import LadderRunner
+    from service.learner.ladder_runner import LadderRunners
     from service.learner.loop import run_forever, wants_ladders
 
     config = load_config(args.config)
@@ -41,8 +41,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
         start_http_server(args.metrics_port)
     joiner = Joiner(storage, config, grace=args.join_grace)
-    # Escalation runs beside the join when a slot asks for it; one learner at a time holds its lease.
-    ladders = LadderRunner(storage, config) if wants_ladders(config) else None
+    # Escalation runs beside the join when a slot asks for it: each slot's ladder under its own lease, the slots
+    # shared out between the learners that run.
+    ladders = LadderRunners(storage, config) if wants_ladders(config) else None
     if args.once:
         stats = joiner.run_once()
         print(f"joined {stats.joined} rewarded and {stats.defaulted} defaulted decisions; {stats.expired} expired")

@@ -1,11 +1,13 @@
-"""The ladder runner: every slot's escalation, driven from the joined stream by the single writer of ladder states.
+"""The ladder runners: each slot's escalation, driven from the joined stream by the single writer of its state.
 
-It holds a lease (a standby takes over within the lease's TTL when the holder
-dies), reads the joined records after its cursor, lets the library's
+A runner holds a lease (a slot's own, or one for every slot; another learner
+takes over within the lease's TTL when the holder dies), reads the joined
+records after its cursor, lets the library's
 :class:`~bandit.escalation.learner.Learner` observe them, and saves the
 states that changed together with the new cursor in one compare-and-set step:
 a record is learned from exactly once across restarts, and a state the admin
-API saved meanwhile is adopted, never overwritten.
+API saved meanwhile is adopted, never overwritten.  :class:`LadderRunners`
+runs one runner per slot and shares the slots out between the learners alive.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bandit.config import StoreConfig
 from bandit.escalation.guardrail import ArmStats
 from bandit.escalation.ladder import SlotLadder
-from bandit.escalation.learner import Learner, wants_gradient
+from bandit.escalation.learner import Learner, wants_gradient, wants_ladder
 from bandit.escalation.state import SlotState
 from bandit.eventlog.events import is_learnable
 from bandit.learners.gradient import GradientLearner
@@ -35,6 +37,8 @@ from service import metrics
 from service.audit import announce, publish_stage
 from service.clock import SYSTEM_CLOCK, Clock
 from service.storage.protocols import LadderConflict, LadderRunnerStorage, LadderWrite, LeaseLost
+
+LADDER_LEASE = "ladder"  # the lease of a runner of every slot; a slot's runner holds "ladder:<slot>"
 
 log = logging.getLogger("storefront.learner")
 
@@ -85,6 +89,25 @@ def publish_learning_health(slot: str, state: SlotState) -> None:
     metrics.SNAPSHOT_TIMESTAMP.labels(slot, "challenger").set(float(trained))
 
 
+@contextmanager
+def _every(interval: float, renew: Callable[[], bool]) -> Iterator[None]:
+    """Call ``renew`` every ``interval`` seconds in a thread while the block runs (until it returns False)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            if not renew():
+                return
+
+    thread = threading.Thread(target=loop, name="ladder-leases", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _state_text(state: SlotState) -> str:
     return json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
 
@@ -117,7 +140,21 @@ LearnerFactory = Callable[[StoreConfig, Mapping[str, SlotState]], Learner]
 
 
 @dataclass
-class LadderRunner:
+class _RunnerSettings:
+    """What a ladder runner, and a learner's set of them, are made with (see :class:`LadderRunner`)."""
+
+    storage: LadderRunnerStorage
+    config: StoreConfig
+    learner_factory: LearnerFactory | None = None
+    lease_ttl: float = 10.0
+    batch: int = 1000
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    max_batches: int = 50
+    clock: Clock = SYSTEM_CLOCK
+
+
+@dataclass
+class LadderRunner(_RunnerSettings):
     """Runs every slot's escalation from the joined stream, as the single writer of ladder states.
 
     Parameters
@@ -138,16 +175,12 @@ class LadderRunner:
         Batches learned per :meth:`run_once` at most, so one pass ends and the lease is renewed.
     clock
         Where transition times come from when :meth:`run_once` is not told.
+    slot
+        Run this slot's ladder only, under its own lease (``ladder:<slot>``) and cursor; None: every slot's,
+        under the one lease ``ladder``.  :class:`LadderRunners` runs one per slot and shares them out.
     """
 
-    storage: LadderRunnerStorage
-    config: StoreConfig
-    learner_factory: LearnerFactory | None = None
-    lease_ttl: float = 10.0
-    batch: int = 1000
-    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-    max_batches: int = 50
-    clock: Clock = SYSTEM_CLOCK
+    slot: str | None = None
     learner: Learner | None = field(default=None, init=False)
     cursor: str | None = field(default=None, init=False)
     _revs: dict[str, int] = field(default_factory=dict, init=False)
@@ -160,14 +193,27 @@ class LadderRunner:
         """True while this runner holds the lease and runs the ladders."""
         return self.learner is not None
 
+    @property
+    def lease(self) -> str:
+        """The name of the lease this runner holds while it runs."""
+        return LADDER_LEASE if self.slot is None else f"{LADDER_LEASE}:{self.slot}"
+
+    def _scope(self) -> list[str]:
+        return list(self.config.slot_names) if self.slot is None else [self.slot]
+
     def _new_learner(self, states: Mapping[str, SlotState]) -> Learner:
         if self.learner_factory is not None:
-            return self.learner_factory(self.config, states)
-        return Learner(self.config, states, gradients=self._restore_gradients())
+            learner = self.learner_factory(self.config, states)
+        else:
+            learner = Learner(self.config, states, gradients=self._restore_gradients())
+        if self.slot is not None:  # this slot's ladder only: another runner may hold the others
+            learner.ladders = {slot: ladder for slot, ladder in learner.ladders.items() if slot == self.slot}
+        return learner
 
     def _restore_gradients(self) -> dict[str, GradientLearner]:
         """The gradient learners saved with the states; one that does not fit the config starts afresh (logged)."""
-        wanted = [slot.name for slot in self.config.slots if wants_gradient(slot)]
+        scope = set(self._scope())
+        wanted = [slot.name for slot in self.config.slots if wants_gradient(slot) and slot.name in scope]
         out: dict[str, GradientLearner] = {}
         for slot, data in self.storage.load_checkpoints(wanted).items():
             try:
@@ -194,9 +240,10 @@ class LadderRunner:
 
     def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
         """Renew the lease; if held, learn from every new joined record; returns the transitions made."""
-        if not self.storage.acquire_lease(self.holder, self.lease_ttl):
+        if not self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease):
             if self.learner is not None:
-                log.warning("ladder lease taken by %s; this learner only joins now", self.storage.lease_holder())
+                log.warning("lease %s taken by %s; this learner no longer runs it", self.lease,
+                            self.storage.lease_holder(self.lease))  # fmt: skip
                 self.learner = None
             return []
         if self.learner is None:
@@ -204,7 +251,7 @@ class LadderRunner:
                 self._restore()
         assert self.learner is not None
         self._adopt()
-        errors = self.storage.drain_health()
+        errors = self.storage.drain_health(None if self.slot is None else [self.slot])
         for slot, n in errors.items():
             ladder = self.learner.ladders.get(slot)
             if ladder is not None:
@@ -221,7 +268,7 @@ class LadderRunner:
             force = False
             if self.learner is None or len(entries) < self.batch:
                 break
-            if not self.storage.acquire_lease(self.holder, self.lease_ttl):
+            if not self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease):
                 self.learner = None
                 break
         return transitions
@@ -233,23 +280,16 @@ class LadderRunner:
         If it is lost meanwhile (Redis unreachable long enough, or taken over),
         the save that follows finds out and the batch is left to the new holder.
         """
-        stop = threading.Event()
 
-        def beat() -> None:
-            while not stop.wait(self.lease_ttl / 3):
-                try:
-                    if not self.storage.acquire_lease(self.holder, self.lease_ttl):
-                        return
-                except Exception as exc:  # Redis away: the save will tell
-                    log.warning("could not renew the ladder lease: %s", exc)
+        def renew() -> bool:
+            try:
+                return bool(self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease))
+            except Exception as exc:  # Redis away: the save will tell
+                log.warning("could not renew the ladder lease: %s", exc)
+                return True
 
-        thread = threading.Thread(target=beat, name="ladder-lease", daemon=True)
-        thread.start()
-        try:
+        with _every(self.lease_ttl / 3, renew):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
     def _step(self, entries: list[tuple[str, dict[str, Any]]], now: float | None) -> list[dict[str, Any]]:
         """Observe one batch and save what changed with the new cursor, atomically."""
@@ -272,7 +312,7 @@ class LadderRunner:
                 for slot in learner.ladders if slot in changed or slot in checkpoints
             ]  # fmt: skip
             try:
-                self.storage.save_ladders(writes, cursor=cursor, lease_holder=self.holder)
+                self.storage.save_ladders(writes, cursor=cursor, lease_holder=self.holder, lease=self.lease)
             except LeaseLost:
                 log.warning("lost the ladder lease before saving; %d records will be learned by its new holder",
                             len(records))  # fmt: skip
@@ -308,7 +348,7 @@ class LadderRunner:
 
     def _restore(self) -> None:
         """Take over: the saved states and cursor, and each ladder's training buffer from the stream tail."""
-        stored = self.storage.load_ladders(self.config.slot_names)
+        stored = self.storage.load_ladders(self._scope())
         states: dict[str, SlotState] = {}
         self._revs, self._saved, self._learned = {}, {}, {}
         for slot, entry in stored.items():
@@ -321,7 +361,8 @@ class LadderRunner:
                 log.error("slot %s: saved ladder state unreadable (%s); starting it afresh on rules", slot, exc)
                 continue
             self._saved[slot] = _state_text(states[slot])
-        self.cursor = self.storage.ladder_cursor()
+        # A slot's runner taking over from a runner of every slot (an upgrade) goes on from where that one was.
+        self.cursor = self.storage.ladder_cursor(self.lease) or (self.storage.ladder_cursor() if self.slot else None)
         self.learner = self._new_learner(states)
         rebuilt = self._rebuild_buffers()
         for slot in self.learner.ladders:
@@ -398,8 +439,113 @@ class LadderRunner:
         metrics.SLOT_TIER.labels(slot, tier).set(1)
         self._tiers[slot] = tier
 
+    def reset(self) -> None:
+        """Forget what is in memory (after a failed pass): the next pass re-reads the states and the cursor."""
+        self.learner = None
+
     def release(self) -> None:
         """Give the lease up (on a clean stop) so a standby takes over at once."""
         if self.learner is not None:
-            self.storage.release_lease(self.holder)
+            self.storage.release_lease(self.holder, self.lease)
             self.learner = None
+
+
+@dataclass
+class LadderRunners(_RunnerSettings):
+    """One :class:`LadderRunner` per slot with a ladder, shared out between the learners that run.
+
+    Every learner process runs one of these.  Each slot's runner holds its own
+    lease, so a slot is learned by one learner at a time, and each learner takes
+    at most its fair share of the slots: ``ceil(slots / learners alive)``,
+    counting the learners by their heartbeats in Redis (a learner is alive while
+    its last beat is younger than the lease's TTL).  A learner holding more
+    than its share (a new one started) gives the extra slots up, the last by
+    name first, and the newcomer takes them; a learner that dies stops beating,
+    the others' shares grow, and they take its slots as its leases expire
+    (within the TTL).  While a runner of every slot from an earlier version
+    holds the lease ``ladder``, none of these runs (no slot learned twice during
+    a rolling upgrade).
+
+    Parameters are :class:`LadderRunner`'s; ``holder`` is this learner's id in
+    every lease and in the heartbeats.
+    """
+
+    runners: dict[str, LadderRunner] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for slot in self.config.slots:
+            if wants_ladder(slot):
+                settings = {f.name: getattr(self, f.name) for f in fields(_RunnerSettings)}
+                self.runners[slot.name] = LadderRunner(**settings, slot=slot.name)
+
+    @property
+    def active(self) -> bool:
+        """True while this learner runs some slot's ladder."""
+        return any(runner.active for runner in self.runners.values())
+
+    def held(self) -> list[str]:
+        """The slots whose ladder this learner runs."""
+        return sorted(slot for slot, runner in self.runners.items() if runner.active)
+
+    def share(self) -> int:
+        """How many slots this learner may run: its fair share among the learners alive."""
+        alive = {name for name, age in self.storage.learners().items() if age <= self.lease_ttl}
+        alive.add(self.holder)
+        return max(math.ceil(len(self.runners) / len(alive)), 1)
+
+    def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Beat, give up what is over the share, run the slots held and take free ones up to the share."""
+        self.storage.beat_learner(self.holder)
+        legacy = self.storage.lease_holder(LADDER_LEASE)
+        if legacy is not None:
+            if self.active:
+                log.warning("a runner of every slot (%s) holds the lease %r: this learner stops running its slots",
+                            legacy, LADDER_LEASE)  # fmt: skip
+                self.release_all()
+            return []
+        share = self.share()
+        for slot in self.held()[share:]:
+            log.info("slot %s: handed over (this learner's share is %d of %d slots)", slot, share, len(self.runners))
+            self.runners[slot].release()
+        transitions: list[dict[str, Any]] = []
+        with self._renewing():  # one slot's retrain must not let the others' leases lapse meanwhile
+            for slot in sorted(self.runners):
+                runner = self.runners[slot]
+                if not runner.active and len(self.held()) >= share:
+                    continue
+                was_active = runner.active
+                transitions += runner.run_once(now)
+                if runner.active and not was_active:
+                    log.info("slot %s: this learner (%s) runs its ladder", slot, self.holder)
+        return transitions
+
+    @contextmanager
+    def _renewing(self) -> Iterator[None]:
+        """Renew the leases held, and the heartbeat, every third of the TTL while the block runs."""
+
+        def renew() -> bool:
+            try:
+                self.storage.beat_learner(self.holder)
+                for runner in list(self.runners.values()):
+                    if runner.active:
+                        self.storage.acquire_lease(self.holder, self.lease_ttl, runner.lease)
+            except Exception:  # Redis away: the save that follows finds out whether a lease was lost
+                log.debug("lease renewal failed", exc_info=True)
+            return True
+
+        with _every(self.lease_ttl / 3, renew):
+            yield
+
+    def reset(self) -> None:
+        """Forget what is in memory (after a failed pass): each runner re-reads its state and cursor."""
+        for runner in self.runners.values():
+            runner.learner = None
+
+    def release_all(self) -> None:
+        for runner in self.runners.values():
+            runner.release()
+
+    def release(self) -> None:
+        """Give every lease up and stop counting as a learner (a clean stop): the others take over at once."""
+        self.release_all()
+        self.storage.forget_learner(self.holder)

@@ -13,7 +13,7 @@ from bandit.config import StoreConfig
 from bandit.escalation.learner import wants_ladder
 from service import metrics
 from service.learner.joiner import Joiner
-from service.learner.ladder_runner import LadderRunner
+from service.learner.ladder_runner import LadderRunner, LadderRunners
 
 log = logging.getLogger("storefront.learner")
 _MAX_BACKOFF = 5.0  # seconds between passes while Redis is away
@@ -26,14 +26,15 @@ def wants_ladders(config: StoreConfig) -> bool:
 
 
 def run_forever(
-    joiner: Joiner, interval: float, stop: threading.Event | None = None, ladders: LadderRunner | None = None
-) -> None:
+    joiner: Joiner, interval: float, stop: threading.Event | None = None,
+    ladders: LadderRunner | LadderRunners | None = None,
+) -> None:  # fmt: skip
     """Join (and run the ladders, when given) in a loop until SIGTERM/SIGINT (or ``stop`` is set)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    ladder_note = "; running the ladders while holding the lease" if ladders else ""
+    ladder_note = "; running the ladders of the slots whose lease it holds" if ladders else ""
     log.info("learner joining every %.1fs%s", interval, ladder_note)
     # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
     supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
@@ -60,11 +61,11 @@ def run_forever(
             except (redis.RedisError, OSError) as exc:
                 metrics.STORAGE_ERRORS.labels("ladder").inc()
                 failed = f"ladder pass: {exc}"
-                ladders.learner = None  # re-read states and cursor: in memory may be ahead of Redis
+                ladders.reset()  # re-read states and cursor: in memory may be ahead of Redis
             except Exception:  # the states in Redis are intact: the next pass starts from them
                 metrics.STORAGE_ERRORS.labels("ladder").inc()
                 log.exception("ladder pass failed; retrying in %.1fs", interval)
-                ladders.learner = None
+                ladders.reset()
         if failed is not None:
             if outage is None:
                 log.error("storage unreachable (%s); retrying with backoff up to %.0fs", failed, _MAX_BACKOFF)
@@ -79,5 +80,5 @@ def run_forever(
         try:
             ladders.release()
         except Exception:  # a lease that is not released expires on its own
-            log.warning("ladder lease not released; it expires in %.0fs", ladders.lease_ttl)
+            log.warning("ladder leases not released; they expire in %.0fs", ladders.lease_ttl)
     log.info("learner stopped")

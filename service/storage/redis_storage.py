@@ -26,7 +26,11 @@ changing it strands what is pending (drain the learner first; docs/operations.md
 ``checkpoint:<slot>``  the slot's gradient learner (JSON), saved with the states and the cursor
 ``history:<slot>``  list of transitions, newest first (trimmed to 1000)
 ``health``    hash: slot → challenger failures reported by workers, drained by the ladder runner
-``lease:ladder``    the ladder runner's lease (``SET NX PX``; value = the holder's id)
+``lease:ladder:<slot>``  the lease of the runner of one slot's ladder (``SET NX PX``; value = the holder's id);
+              ``lease:ladder`` that of a runner of every slot (:class:`~service.learner.ladder_runner.LadderRunner`
+              without a slot)
+``ladder:cursor:<slot>``  the joined-stream cursor that slot's runner has learned up to
+``learners``  hash: learner id → its heartbeat (Redis's clock); how many learners share the slots
 ``writers``   hash: API worker id → the time up to which everything it accepted is in Redis (its heartbeat; the
               join waits for a worker whose heartbeat stopped: :mod:`service.learner.joiner`)
 
@@ -65,6 +69,8 @@ from service.storage.codec import COMPACT, EventPacker
 from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, PendingEvent, StoredLadder
 
 HISTORY_MAX = 1000
+#: The lease of a ladder runner that runs every slot; a slot's own runner's is ``ladder:<slot>``.
+LADDER_LEASE = "ladder"
 _ZDICT_TTL = 30 * 86400
 MAX_PARTITIONS = 1024
 #: Partitions when ``$STOREFRONT_REDIS_CLUSTER`` is set and ``$STOREFRONT_REDIS_PARTITIONS`` is not: enough to spread
@@ -144,7 +150,7 @@ class RedisStorage:
         self._ladder_version = f"{ctl}ladder:version"
         self._ladder_cursor = f"{ctl}ladder:cursor"
         self._health = f"{ctl}health"
-        self._lease = f"{ctl}lease:ladder"
+        self._learners = f"{ctl}learners"
 
     @classmethod
     def from_url(cls, url: str, prefix: str, cluster: bool | None = None, partitions: int | None = None,
@@ -466,7 +472,10 @@ class RedisStorage:
 
     def writers(self) -> dict[str, tuple[float, float]]:
         """Each API worker's last heartbeat: ``(clean_through, age in seconds by Redis's clock)``."""
-        raw = self._read_writers(keys=[self._writers])
+        return self._beats(self._writers)
+
+    def _beats(self, key: str) -> dict[str, tuple[float, float]]:
+        raw = self._read_writers(keys=[key])
         server_now = int(raw[0]) + int(raw[1]) / 1e6
         out = {}
         for i in range(2, len(raw), 2):
@@ -510,16 +519,18 @@ class RedisStorage:
         return {slot: int(rev or 0) for slot, rev in zip(slots, pipe.execute(), strict=True)}
 
     def save_ladders(
-        self, writes: Sequence[LadderWrite], cursor: str | None = None, lease_holder: str | None = None
-    ) -> int:
+        self, writes: Sequence[LadderWrite], cursor: str | None = None, lease_holder: str | None = None,
+        lease: str = LADDER_LEASE,
+    ) -> int:  # fmt: skip
         """Save states (with the learner's stream cursor and checkpoints) in one atomic step; returns the version.
 
         Each state is compare-and-set on its revision: if any slot's ``rev`` is
         no longer ``expected_rev`` nothing is written and :class:`LadderConflict`
         names those slots.  With ``lease_holder``, nothing is written either
-        unless the caller still holds the learner lease (:class:`LeaseLost`).
+        unless the caller still holds the lease ``lease`` (:class:`LeaseLost`);
+        the cursor is the one of that lease's runner (:meth:`ladder_cursor`).
         """
-        keys = [self._ladder_version, self._ladder_cursor, self._lease]
+        keys = [self._ladder_version, self._cursor_key(lease), self._lease_key(lease)]
         args: list[Any] = [lease_holder or "", cursor or "", HISTORY_MAX, len(writes)]
         for w in writes:
             keys += [self._ladder_key(w.slot), f"{self._ctl}history:{w.slot}", self._checkpoint_key(w.slot)]
@@ -529,7 +540,7 @@ class RedisStorage:
             args += [w.expected_rev, state, checkpoint, len(history), *history]
         result = [int(x) for x in self._save_ladder(keys=keys, args=args)]
         if result[0] == -1:
-            raise LeaseLost(f"lease {self._lease} is not held by {lease_holder}")
+            raise LeaseLost(f"lease {self._lease_key(lease)} is not held by {lease_holder}")
         if result[0] == 0:
             raise LadderConflict([writes[i - 1].slot for i in result[1:]])
         return result[1]
@@ -549,10 +560,19 @@ class RedisStorage:
                 continue
         return out
 
-    def ladder_cursor(self) -> str | None:
-        """The joined-stream id the ladder runner has learned up to (None: from the start)."""
-        raw = self.client.get(self._ladder_cursor)
+    def ladder_cursor(self, lease: str = LADDER_LEASE) -> str | None:
+        """The joined-stream cursor the ladder runner of ``lease`` has learned up to (None: from the start)."""
+        raw = self.client.get(self._cursor_key(lease))
         return raw.decode() if raw else None
+
+    def _cursor_key(self, lease: str) -> str:
+        # The runner of every slot (one lease) keeps the cursor its first versions kept; a slot's runner its own.
+        return (
+            self._ladder_cursor if lease == LADDER_LEASE else f"{self._ladder_cursor}:{lease.removeprefix('ladder:')}"
+        )
+
+    def _lease_key(self, lease: str) -> str:
+        return f"{self._ctl}lease:{lease}"
 
     def history(self, slot: str, limit: int = 100) -> list[dict[str, Any]]:
         """The slot's transitions, newest first."""
@@ -565,19 +585,32 @@ class RedisStorage:
             pipe.hincrby(self._health, slot, n)
         pipe.execute()
 
-    def drain_health(self) -> dict[str, int]:
-        """Take every reported failure (read and clear in one step)."""
-        raw = self._drain(keys=[self._health])
+    def drain_health(self, slots: Sequence[str] | None = None) -> dict[str, int]:
+        """Take the reported failures of ``slots`` (every slot's when None), reading and clearing in one step."""
+        raw = self._drain(keys=[self._health], args=list(slots or ()))
         return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
-    def acquire_lease(self, holder: str, ttl: float) -> bool:
-        """Take the learner lease, or renew it when ``holder`` has it; False when another holder does."""
-        return bool(self._renew_lease(keys=[self._lease], args=[holder, max(int(ttl * 1000), 1)]))
+    def acquire_lease(self, holder: str, ttl: float, lease: str = LADDER_LEASE) -> bool:
+        """Take a learner lease, or renew it when ``holder`` has it; False when another holder does."""
+        return bool(self._renew_lease(keys=[self._lease_key(lease)], args=[holder, max(int(ttl * 1000), 1)]))
 
-    def release_lease(self, holder: str) -> None:
-        """Give the lease up (only if ``holder`` has it), so a standby takes over at once."""
-        self._release_lease(keys=[self._lease], args=[holder])
+    def release_lease(self, holder: str, lease: str = LADDER_LEASE) -> None:
+        """Give a lease up (only if ``holder`` has it), so a standby takes over at once."""
+        self._release_lease(keys=[self._lease_key(lease)], args=[holder])
 
-    def lease_holder(self) -> str | None:
-        raw = self.client.get(self._lease)
+    def lease_holder(self, lease: str = LADDER_LEASE) -> str | None:
+        raw = self.client.get(self._lease_key(lease))
         return raw.decode() if raw else None
+
+    # ---- the learners' heartbeats: how many share the slots ------------------------------------------------
+
+    def beat_learner(self, learner: str) -> None:
+        """Say that ``learner`` is alive (stamped with Redis's clock, as the writers' beats)."""
+        self._beat(keys=[self._learners], args=[learner, "0"])
+
+    def forget_learner(self, learner: str) -> None:
+        self.client.hdel(self._learners, learner)
+
+    def learners(self) -> dict[str, float]:
+        """Each learner's heartbeat age in seconds, by Redis's clock."""
+        return {name: age for name, (_, age) in self._beats(self._learners).items()}

@@ -75,9 +75,9 @@ def test_two_servers_two_learners_one_redis(tmp_path: Path) -> None:
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20
-        while storage.lease_holder() is None and time.monotonic() < deadline:
+        while storage.lease_holder("ladder:row-1") is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        holder = storage.lease_holder()
+        holder = storage.lease_holder("ladder:row-1")
         assert holder is not None, "no learner took the ladder lease"
         time.sleep(4)
         leader_pid = int(holder.split(":")[1])
@@ -85,12 +85,12 @@ def test_two_servers_two_learners_one_redis(tmp_path: Path) -> None:
         killed_at = time.monotonic()
         deadline = killed_at + LEASE_TTL + 15
         while time.monotonic() < deadline:
-            now_holder = storage.lease_holder()
+            now_holder = storage.lease_holder("ladder:row-1")
             if now_holder is not None and now_holder != holder:
                 break
             time.sleep(0.2)
         took_over = time.monotonic() - killed_at
-        assert storage.lease_holder() not in (None, holder)
+        assert storage.lease_holder("ladder:row-1") not in (None, holder)
         assert took_over <= LEASE_TTL + 3, f"the lease was taken over after {took_over:.1f}s"
         time.sleep(4)
         stop.set()

@@ -23,7 +23,7 @@ from service.http.app import create_app
 from service.http.ids import new_event_id
 from service.http.runtime import ConfigHolder
 from service.learner.joiner import Joiner
-from service.learner.ladder_runner import LadderRunner
+from service.learner.ladder_runner import LadderRunner, LadderRunners
 from service.storage import LadderConflict, LadderWrite, LeaseLost, RedisStorage
 from tests.conftest import STORE_CONFIG
 from tests.support import BACKEND_KEY, TEST_SETTINGS, keyed, wait_for
@@ -377,6 +377,69 @@ def test_lease_one_runner_at_a_time_and_takeover(storage: RedisStorage, config: 
     assert not a.active
     b.release()
     assert storage.lease_holder() is None
+
+
+def every_slot_config(tmp_path: Path) -> StoreConfig:
+    """The test store with a ladder on each of its three slots."""
+    text = STORE_CONFIG.read_text()
+    for anchor in ("  - name: hero\n    exploration: 0.2\n", "  - name: row-1\n    exploration: 0.3\n",
+                   "  - name: row-2\n    exploration: 0.3\n"):  # fmt: skip
+        assert anchor in text
+        text = text.replace(anchor, anchor + ESCALATION.replace("MODE", "manual"))
+    path = tmp_path / "every-slot.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def seen(storage: RedisStorage) -> dict[str, int]:
+    return {slot: SlotState.from_json(entry.state).seen  # type: ignore[arg-type]
+            for slot, entry in storage.load_ladders(["hero", "row-1", "row-2"]).items()}  # fmt: skip
+
+
+def test_learners_share_the_slots_each_under_its_lease_and_take_over_a_dead_ones(
+    storage: RedisStorage, tmp_path: Path
+) -> None:
+    config = every_slot_config(tmp_path)
+    log_and_join(storage, config, 6)
+    a = LadderRunners(storage, config, learner_factory=fake_learner, lease_ttl=2.0, holder="a")
+    b = LadderRunners(storage, config, learner_factory=fake_learner, lease_ttl=2.0, holder="b")
+    a.run_once()
+    assert a.held() == ["hero", "row-1", "row-2"] and seen(storage) == {"hero": 6, "row-1": 6, "row-2": 6}
+    b.run_once()  # two learners now: a share of two slots each; `b` finds them all taken yet
+    assert b.held() == []
+    a.run_once()  # `a` hands its last slot over
+    b.run_once()
+    assert (a.held(), b.held()) == (["hero", "row-1"], ["row-2"])
+    assert storage.lease_holder("ladder:row-2") == "b" and storage.lease_holder("ladder:hero") == "a"
+    log_and_join(storage, config, 9)
+    a.run_once()
+    b.run_once()
+    assert seen(storage) == {"hero": 15, "row-1": 15, "row-2": 15}  # every record once, whoever learned it
+    # `a` dies (stops beating and renewing): once its leases expire `b` runs every slot, from each slot's cursor.
+    time.sleep(2.1)
+    log_and_join(storage, config, 3)
+    assert wait_for(lambda: b.run_once() is not None and b.held() == ["hero", "row-1", "row-2"], timeout=5)
+    assert seen(storage) == {"hero": 18, "row-1": 18, "row-2": 18}
+    with pytest.raises(LeaseLost):
+        storage.save_ladders([], cursor="0-1", lease_holder="a", lease="ladder:hero")
+    b.release()
+    assert storage.lease_holder("ladder:hero") is None and "b" not in storage.learners()
+
+
+def test_slot_runners_stand_aside_while_a_runner_of_every_slot_holds_its_lease(
+    storage: RedisStorage, config: StoreConfig
+) -> None:
+    """A rolling upgrade: a learner of the earlier version (one lease for every slot) is still running."""
+    log_and_join(storage, config, 5)
+    old = LadderRunner(storage, config, learner_factory=fake_learner, lease_ttl=0.5, holder="old")
+    new = LadderRunners(storage, config, learner_factory=fake_learner, lease_ttl=0.5, holder="new")
+    old.run_once()
+    assert new.run_once() == [] and new.held() == []
+    old.release()
+    log_and_join(storage, config, 4)
+    new.run_once()
+    # It goes on from the earlier runner's cursor: nothing learned twice.
+    assert new.held() == ["hero"] and seen(storage)["hero"] == 9
 
 
 # --------------------------------------------------------------------------- admin API
