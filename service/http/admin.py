@@ -32,7 +32,7 @@ from service.http.access import authorise
 from service.http.errors import ApiError
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
-from service.storage.protocols import LadderConflict, LadderStore, LadderWrite, StoredLadder
+from service.storage.protocols import LadderConflict, LadderStore, LadderWrite, LearnerLease, StoredLadder
 
 log = logging.getLogger("storefront")
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -77,6 +77,16 @@ def _load(slots: Sequence[str]) -> dict[str, StoredLadder]:
         raise ApiError(503, "storage_unavailable", "ladder states cannot be read right now; retry later") from None
 
 
+def _learners(slots: Sequence[str]) -> dict[str, str | None]:
+    """Which learner runs each slot's ladder: the holder of its lease (or of the lease of every slot), if any."""
+    lease: LearnerLease = current_app.extensions["storefront.storage"]
+    try:
+        every = lease.lease_holder("ladder")
+        return {slot: every or lease.lease_holder(f"ladder:{slot}") for slot in slots}
+    except (redis.RedisError, OSError):
+        return dict.fromkeys(slots)
+
+
 def _state(slot: str, stored: StoredLadder | None) -> SlotState | None:
     if stored is None:
         return None
@@ -85,8 +95,8 @@ def _state(slot: str, stored: StoredLadder | None) -> SlotState | None:
     return SlotState.from_json(stored.state)
 
 
-def _status(config: StoreConfig, slot: SlotConfig, stored: StoredLadder | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"slot": slot.name, "position": slot.position}
+def _status(config: StoreConfig, slot: SlotConfig, stored: StoredLadder | None, learner: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"slot": slot.name, "position": slot.position, "learner": learner}
     try:
         state = _state(slot.name, stored)
     except ValueError as exc:
@@ -113,7 +123,8 @@ def slots() -> tuple[Response, int]:
     """Every slot's escalation status, read from Redis."""
     config = _holder().current().config
     stored = _load(config.slot_names)
-    statuses = [_status(config, slot, stored.get(slot.name)) for slot in config.slots]
+    learners = _learners(config.slot_names)
+    statuses = [_status(config, slot, stored.get(slot.name), learners[slot.name]) for slot in config.slots]
     return _json({"store": config.name, "config_version": config.version, "slots": statuses})
 
 
@@ -123,7 +134,7 @@ def slot_detail(slot: str) -> tuple[Response, int]:
     runtime = _holder().current()
     slot_config = _slot_config(runtime, slot)
     stored = _load([slot]).get(slot)
-    status = _status(runtime.config, slot_config, stored)
+    status = _status(runtime.config, slot_config, stored, _learners([slot])[slot])
     try:
         history = _storage().history(slot, HISTORY_LIMIT)
     except (redis.RedisError, OSError):
@@ -193,8 +204,8 @@ def _act(slot: str, action: str) -> tuple[Response, int]:
         announce(entry, "admin")
         publish_stage(slot, ladder.state.stage)
         holder.refresh_ladders(force=True)  # this worker serves the new state from the next request
-        status = _status(runtime.config, slot_config, StoredLadder(slot, write.state, write.expected_rev + 1,
-                                                                   stored.cursor if stored else None))  # fmt: skip
+        saved = StoredLadder(slot, write.state, write.expected_rev + 1, stored.cursor if stored else None)
+        status = _status(runtime.config, slot_config, saved, _learners([slot])[slot])
         return _json({"slot": slot, "action": action, "transition": entry, "status": status})
     raise ApiError(409, "concurrent_update", f"slot {slot!r} kept changing while the {action} was applied; retry")
 

@@ -27,6 +27,7 @@ def admin_schemas() -> dict[str, Any]:
             "required": [
                 "slot",
                 "position",
+                "learner",
                 *LADDER_FIELDS,
                 "incumbent",
                 "challenger",
@@ -40,6 +41,11 @@ def admin_schemas() -> dict[str, Any]:
             "properties": {
                 "slot": ref("SlotName"),
                 "position": {"type": "integer", "minimum": 0},
+                "learner": {
+                    "type": ["string", "null"],
+                    "description": "The learner running this slot's ladder (the holder of its lease: host:pid:id); "
+                    "null when none does (escalation off, or every learner stopped).",
+                },
                 **ladder_properties(),
                 "incumbent": {"type": "string", "description": "The incumbent arm: `rules` or `tree:<version>`."},
                 "challenger": {"type": ["string", "null"], "description": "The challenger arm, if any."},

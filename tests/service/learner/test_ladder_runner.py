@@ -442,6 +442,18 @@ def test_slot_runners_stand_aside_while_a_runner_of_every_slot_holds_its_lease(
     assert new.held() == ["hero"] and seen(storage)["hero"] == 9
 
 
+def test_the_admin_api_names_the_learner_running_each_slot(
+    storage: RedisStorage, config: StoreConfig, client: FlaskClient
+) -> None:
+    log_and_join(storage, config, 3)
+    runners = LadderRunners(storage, config, learner_factory=fake_learner, holder="host:42:abc")
+    runners.run_once()
+    slots = {s["slot"]: s for s in client.get("/v1/admin/slots", headers=AUTH).get_json()["slots"]}
+    assert slots["hero"]["learner"] == "host:42:abc" and slots["row-1"]["learner"] is None  # no ladder there
+    runners.release()
+    assert client.get("/v1/admin/slots/hero", headers=AUTH).get_json()["learner"] is None
+
+
 # --------------------------------------------------------------------------- admin API
 
 
