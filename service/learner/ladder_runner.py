@@ -39,6 +39,7 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.storage.protocols import LadderConflict, LadderRunnerStorage, LadderWrite, LeaseLost
 
 LADDER_LEASE = "ladder"  # the lease of a runner of every slot; a slot's runner holds "ladder:<slot>"
+_FORGET_LEARNER_AFTER = 30  # lease TTLs without a heartbeat after which a learner's entry is dropped
 
 log = logging.getLogger("storefront.learner")
 
@@ -489,8 +490,12 @@ class LadderRunners(_RunnerSettings):
 
     def share(self) -> int:
         """How many slots this learner may run: its fair share among the learners alive."""
-        alive = {name for name, age in self.storage.learners().items() if age <= self.lease_ttl}
+        beats = self.storage.learners()
+        alive = {name for name, age in beats.items() if age <= self.lease_ttl}
         alive.add(self.holder)
+        for name, age in beats.items():  # learners that stopped without saying so: forget them after a while
+            if age > _FORGET_LEARNER_AFTER * self.lease_ttl:
+                self.storage.forget_learner(name)
         return max(math.ceil(len(self.runners) / len(alive)), 1)
 
     def run_once(self, now: float | None = None) -> list[dict[str, Any]]:

@@ -424,6 +424,16 @@ def test_learners_share_the_slots_each_under_its_lease_and_take_over_a_dead_ones
         storage.save_ladders([], cursor="0-1", lease_holder="a", lease="ladder:hero")
     b.release()
     assert storage.lease_holder("ladder:hero") is None and "b" not in storage.learners()
+    assert "a" in storage.learners()  # dead, but not for long enough to be forgotten yet
+
+
+def test_a_learner_silent_for_long_is_forgotten(storage: RedisStorage, config: StoreConfig) -> None:
+    storage.beat_learner("ghost")
+    runners = LadderRunners(storage, config, learner_factory=fake_learner, lease_ttl=0.04, holder="alive")
+    assert runners.share() == 1 and "ghost" in storage.learners()  # silent, not counted, not yet forgotten
+    time.sleep(1.3)  # over 30 TTLs
+    runners.share()
+    assert "ghost" not in storage.learners()
 
 
 def test_slot_runners_stand_aside_while_a_runner_of_every_slot_holds_its_lease(
