@@ -8,7 +8,7 @@ the same training, gates, ramps and rollbacks.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from bandit.config import SlotConfig, StoreConfig
@@ -58,6 +58,8 @@ class Learner:
         new one, warm-started from what it serves.
     seed
         Seeds the new gradient learners.
+    slots
+        Run only these slots' ladders (a runner of one slot's lease); default: every slot that has one.
     """
 
     def __init__(
@@ -68,13 +70,14 @@ class Learner:
         gate: Callable[..., dict[str, Any]] = lift_gate,
         gradients: Mapping[str, GradientLearner] | None = None,
         seed: int = 0,
+        slots: Collection[str] | None = None,
     ):
         self.config = config
         states = states or {}
         gradients = gradients or {}
         self.ladders: dict[str, SlotLadder] = {}
         for slot in config.slots:
-            if not wants_ladder(slot) and slot.name not in states:
+            if (not wants_ladder(slot) and slot.name not in states) or (slots is not None and slot.name not in slots):
                 continue
             state = states.get(slot.name)
             gradient = None

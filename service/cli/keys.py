@@ -17,6 +17,7 @@ from typing import Any
 
 from service.cli.common import DEFAULT_DATA_DIR, CommandError
 from service.http.access import ROLES
+from service.storage import STORAGE_ERRORS
 
 KEYS_FILE = "keys"
 ID_SECRET_FILE = "id-secret"
@@ -130,7 +131,6 @@ def ensure_id_secret(data_dir: Path, environ: dict[str, str], redis_url: str, pr
     Returns a note for the log; raises ``RuntimeError`` when there is neither Redis nor a cached secret."""
     if environ.get("STOREFRONT_ID_SECRET") or environ.get("STOREFRONT_ID_SECRET_FILE"):
         return None
-    import redis
 
     from service.storage.redis_storage import RedisStorage
 
@@ -141,7 +141,7 @@ def ensure_id_secret(data_dir: Path, environ: dict[str, str], redis_url: str, pr
         storage = RedisStorage.from_url(redis_url, prefix, socket_connect_timeout=5, socket_timeout=5)
         secret = storage.shared_secret("event-ids").decode()
         storage.client.close()
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         if cached:
             return f"Redis unreachable ({exc}): event ids signed with the secret cached in {path}"
         raise RuntimeError(f"the event-id secret cannot be read from Redis ({exc}) and none is cached in {path}; "

@@ -41,11 +41,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from flask import Response, current_app, request
 
 from service import metrics
 from service.http.errors import ApiError
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import AccessStore
 
 log = logging.getLogger("storefront")
@@ -249,7 +249,7 @@ def _limit(key: ApiKey) -> None:
     for bucket, rate in checks:
         try:
             count = counter.hit(bucket, rate.window, now)
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             metrics.STORAGE_ERRORS.labels("rate_limit").inc()
             log.debug("rate limit of key %s not checked: %s", key.name, exc)
             return

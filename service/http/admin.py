@@ -21,7 +21,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, request
 
 from bandit.config import SlotConfig, StoreConfig
@@ -32,6 +31,7 @@ from service.http.access import authorise
 from service.http.errors import ApiError
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import LadderConflict, LadderStore, LadderWrite, LearnerLease, StoredLadder
 
 log = logging.getLogger("storefront")
@@ -72,7 +72,7 @@ def _slot_config(runtime: Runtime, slot: str) -> SlotConfig:
 def _load(slots: Sequence[str]) -> dict[str, StoredLadder]:
     try:
         return _storage().load_ladders(slots)
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         log.error("admin: ladder states unreadable: %s", exc)
         raise ApiError(503, "storage_unavailable", "ladder states cannot be read right now; retry later") from None
 
@@ -83,7 +83,7 @@ def _learners(slots: Sequence[str]) -> dict[str, str | None]:
     try:
         every = lease.lease_holder("ladder")
         return {slot: every or lease.lease_holder(f"ladder:{slot}") for slot in slots}
-    except (redis.RedisError, OSError):
+    except STORAGE_ERRORS:
         return dict.fromkeys(slots)
 
 
@@ -137,7 +137,7 @@ def slot_detail(slot: str) -> tuple[Response, int]:
     status = _status(runtime.config, slot_config, stored, _learners([slot])[slot])
     try:
         history = _storage().history(slot, HISTORY_LIMIT)
-    except (redis.RedisError, OSError):
+    except STORAGE_ERRORS:
         raise ApiError(503, "storage_unavailable", "the history cannot be read right now; retry later") from None
     state = None
     if stored is not None and stored.state is not None and "error" not in status:
@@ -198,7 +198,7 @@ def _act(slot: str, action: str) -> tuple[Response, int]:
             storage.save_ladders([write])
         except LadderConflict:
             continue  # the learner saved this slot since we read it: act on its state instead
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             log.error("admin: %s of slot %s not saved: %s", action, slot, exc)
             raise ApiError(503, "storage_unavailable", "the ladder state cannot be saved right now; retry") from None
         announce(entry, "admin")

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, request
 
 from bandit.config import Item
@@ -28,6 +27,7 @@ from service.http.errors import ApiError
 from service.http.ids import IdSigner
 from service.http.ladders import slot_status
 from service.http.runtime import ConfigHolder, Runtime
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, UNKNOWN_SLOT, StorageStatus
 from service.storage.writebehind import QUEUED, WriteBehind
 
@@ -337,7 +337,7 @@ def _accept_reward(body: dict[str, Any], runtime: Runtime, window: float) -> dic
         result = _writer().add_reward(
             event_id, slot, kind, payload, now, window + _UNJOINED_GRACE, issued + window, issued
         )
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         log.error("reward for %s not stored: %s", event_id, exc)
         raise ApiError(503, "storage_unavailable", "rewards cannot be stored right now; retry later", None) from None
     if result == QUEUED:
@@ -368,7 +368,7 @@ def slots() -> Response:
     try:
         counts = _status().counts()
         available = True
-    except (redis.RedisError, OSError):
+    except STORAGE_ERRORS:
         counts, available = {}, False
     out = []
     for slot in config.slots:

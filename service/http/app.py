@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import redis
 from flask import Flask, Response
 
 from service.clock import SYSTEM_CLOCK, Clock
@@ -40,6 +39,7 @@ from service.http.access import Keys, cors, load_keys
 from service.http.ids import IdSigner
 from service.http.ladders import LadderWatcher
 from service.http.runtime import ConfigHolder
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import Storage
 from service.storage.redis_storage import RedisStorage
 from service.storage.writebehind import WRITERS, Spool, WriteBehind
@@ -82,7 +82,7 @@ def _id_secret(settings: Mapping[str, Any], storage: Storage) -> bytes:
         return secret.encode()
     try:
         return storage.shared_secret("event-ids")
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         raise RuntimeError(
             f"event ids cannot be signed: no STOREFRONT_ID_SECRET (or STOREFRONT_ID_SECRET_FILE) is set and the "
             f"secret kept in Redis cannot be read ({exc}); set one of them so workers start while Redis is away"

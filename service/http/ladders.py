@@ -27,14 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis
-
 from bandit.config import SlotConfig, StoreConfig
 from bandit.escalation.ladder import build_policy, canary_serving, serving_policy
 from bandit.escalation.state import SlotState, snapshot_version
 from bandit.policies.base import Policy
 from bandit.policies.mixture import LadderPolicy
 from service import metrics
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import HealthReports, LadderStore
 
 log = logging.getLogger("storefront")
@@ -139,7 +138,7 @@ class LadderWatcher:
             return
         try:
             self.storage.report_health(pending)
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             metrics.STORAGE_ERRORS.labels("report_health").inc()
             log.warning("challenger failures not reported (%s); they will be retried", exc)
             with self._health_lock:
@@ -160,7 +159,7 @@ class LadderWatcher:
         self.flush_health()
         try:
             version = self.storage.ladder_version()
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             self._down(exc)
             return None
         same_config = config.version == self._config_version
@@ -168,7 +167,7 @@ class LadderWatcher:
             return None
         try:
             stored = self.storage.load_ladders(config.slot_names)
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             self._down(exc)
             return None
         if self._storage_down:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import redis
 from flask import Blueprint, Response, current_app
 
 from service import metrics
 from service.http.openapi import openapi_document
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import StorageStatus
 
 bp = Blueprint("ops", __name__)
@@ -33,7 +33,7 @@ def readyz() -> tuple[Response, int]:
         status: StorageStatus = current_app.extensions["storefront.storage"]
         status.ping()
         checks["storage"] = {"ok": True}
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         checks["storage"] = {"ok": False, "error": str(exc)}
     writer = current_app.extensions.get("storefront.writer")
     spooling = False

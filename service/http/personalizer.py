@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, request
 
 from bandit.config import Item, coerce_feature
@@ -55,6 +54,7 @@ from service.http.api import _body, _clock, _ids, _runtime, _writer, accept_rewa
 from service.http.errors import ApiError
 from service.http.ids import IdSigner
 from service.http.runtime import Runtime
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import ACCEPTED, AccessStore
 from service.storage.writebehind import QUEUED
 
@@ -255,7 +255,7 @@ def _remember(external: str | None, event_id: str, slots: list[str], deferred: b
         if not _store().map_event(external or event_id, event_id, slots, ttl):
             raise ApiError(400, "invalid_value", f"eventId {external!r} was already used; send a new one or none",
                            "eventId")  # fmt: skip
-    except (redis.RedisError, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         metrics.STORAGE_ERRORS.labels("personalizer_id").inc()
         log.warning("personalizer: eventId %s not kept (%s): its rewards and activation will be unknown",
                     external or event_id, exc)  # fmt: skip
@@ -311,7 +311,7 @@ def _resolve(event_id: str) -> tuple[str, list[str] | None]:
         raise ApiError(400, "invalid_value", f"an eventId is 1 to {_MAX_EVENT_ID} characters", "eventId")
     try:
         mapped = _store().mapped_event(event_id)
-    except (redis.RedisError, OSError):
+    except STORAGE_ERRORS:
         mapped = None  # the service's own ids still work while Redis is away (the rewards are queued)
     if mapped is not None:
         return mapped[0], mapped[1]
@@ -365,7 +365,7 @@ def _activate(event_id: str, runtime: Runtime) -> None:
         try:
             result = _writer().add_reward(ours, slot, "activate", {}, now, window + _UNJOINED_GRACE, issued + window,
                                           issued)  # fmt: skip
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             log.error("activation of %s not stored: %s", ours, exc)
             raise ApiError(503, "storage_unavailable", "the activation cannot be stored right now; retry later",
                            None) from None  # fmt: skip

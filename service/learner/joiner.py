@@ -26,12 +26,11 @@ import time
 import zlib
 from dataclasses import dataclass
 
-import redis
-
 from bandit.config import StoreConfig
 from bandit.eventlog.events import joined_records
 from service import metrics
 from service.clock import SYSTEM_CLOCK, Clock
+from service.storage import STORAGE_ERRORS
 from service.storage.protocols import JoinQueue
 
 log = logging.getLogger("storefront.learner")
@@ -94,7 +93,7 @@ class Joiner:
         now = self.clock.time() if now is None else now
         try:
             return self._run(now)
-        except (redis.RedisError, OSError):
+        except STORAGE_ERRORS:
             self._reachable_since = None  # Redis away: the hold counts again from its return
             raise
 

@@ -40,6 +40,7 @@ from service.storage.protocols import LadderConflict, LadderRunnerStorage, Ladde
 
 LADDER_LEASE = "ladder"  # the lease of a runner of every slot; a slot's runner holds "ladder:<slot>"
 _FORGET_LEARNER_AFTER = 30  # lease TTLs without a heartbeat after which a learner's entry is dropped
+_RENEWED, _TAKEN = 1, 2  # what acquire_lease says
 
 log = logging.getLogger("storefront.learner")
 
@@ -206,7 +207,8 @@ class LadderRunner(_RunnerSettings):
         if self.learner_factory is not None:
             learner = self.learner_factory(self.config, states)
         else:
-            learner = Learner(self.config, states, gradients=self._restore_gradients())
+            scope = None if self.slot is None else [self.slot]
+            learner = Learner(self.config, states, gradients=self._restore_gradients(), slots=scope)
         if self.slot is not None:  # this slot's ladder only: another runner may hold the others
             learner.ladders = {slot: ladder for slot, ladder in learner.ladders.items() if slot == self.slot}
         return learner
@@ -241,12 +243,18 @@ class LadderRunner(_RunnerSettings):
 
     def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
         """Renew the lease; if held, learn from every new joined record; returns the transitions made."""
-        if not self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease):
+        held = self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease)
+        if not held:
             if self.learner is not None:
                 log.warning("lease %s taken by %s; this learner no longer runs it", self.lease,
                             self.storage.lease_holder(self.lease))  # fmt: skip
                 self.learner = None
             return []
+        if held == _TAKEN and self.learner is not None:
+            # The lease lapsed and was free again: another runner may have held it and learned meanwhile, so what
+            # is in memory (states, cursor, buffers) may be behind. Start again from what is saved.
+            log.warning("lease %s lapsed while this learner ran it; re-reading the saved state", self.lease)
+            self.learner = None
         if self.learner is None:
             with self._holding_lease():  # warm-starting gradient learners and re-reading buffers takes a while
                 self._restore()
@@ -269,7 +277,7 @@ class LadderRunner(_RunnerSettings):
             force = False
             if self.learner is None or len(entries) < self.batch:
                 break
-            if not self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease):
+            if self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease, renew_only=True) != _RENEWED:
                 self.learner = None
                 break
         return transitions
@@ -284,7 +292,7 @@ class LadderRunner(_RunnerSettings):
 
         def renew() -> bool:
             try:
-                return bool(self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease))
+                return self.storage.acquire_lease(self.holder, self.lease_ttl, self.lease, renew_only=True) == _RENEWED
             except Exception as exc:  # Redis away: the save will tell
                 log.warning("could not renew the ladder lease: %s", exc)
                 return True
@@ -513,7 +521,7 @@ class LadderRunners(_RunnerSettings):
             log.info("slot %s: handed over (this learner's share is %d of %d slots)", slot, share, len(self.runners))
             self.runners[slot].release()
         transitions: list[dict[str, Any]] = []
-        with self._renewing():  # one slot's retrain must not let the others' leases lapse meanwhile
+        with self.keepalive():  # one slot's retrain must not let the others' leases lapse meanwhile
             for slot in sorted(self.runners):
                 runner = self.runners[slot]
                 if not runner.active and len(self.held()) >= share:
@@ -525,15 +533,16 @@ class LadderRunners(_RunnerSettings):
         return transitions
 
     @contextmanager
-    def _renewing(self) -> Iterator[None]:
-        """Renew the leases held, and the heartbeat, every third of the TTL while the block runs."""
+    def keepalive(self) -> Iterator[None]:
+        """Beat, and renew the leases held, every third of the TTL while the block runs (the learner's loop runs
+        in it, so a long join pass neither makes this learner look dead nor lets its leases lapse)."""
 
         def renew() -> bool:
             try:
                 self.storage.beat_learner(self.holder)
                 for runner in list(self.runners.values()):
                     if runner.active:
-                        self.storage.acquire_lease(self.holder, self.lease_ttl, runner.lease)
+                        self.storage.acquire_lease(self.holder, self.lease_ttl, runner.lease, renew_only=True)
             except Exception:  # Redis away: the save that follows finds out whether a lease was lost
                 log.debug("lease renewal failed", exc_info=True)
             return True

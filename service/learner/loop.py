@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-
-import redis
 
 from bandit.config import StoreConfig
 from bandit.escalation.learner import wants_ladder
 from service import metrics
 from service.learner.joiner import Joiner
 from service.learner.ladder_runner import LadderRunner, LadderRunners
+from service.storage import STORAGE_ERRORS
 
 log = logging.getLogger("storefront.learner")
 _MAX_BACKOFF = 5.0  # seconds between passes while Redis is away
@@ -38,6 +38,18 @@ def run_forever(
     log.info("learner joining every %.1fs%s", interval, ladder_note)
     # Started by `storefront serve`: stop with it, even if it was killed without a chance to stop us.
     supervisor = int(os.environ.get("STOREFRONT_SUPERVISOR_PID", "0"))
+    with ladders.keepalive() if isinstance(ladders, LadderRunners) else contextlib.nullcontext():
+        _loop(joiner, interval, stop, ladders, supervisor)
+    if ladders is not None:
+        try:
+            ladders.release()
+        except Exception:  # a lease that is not released expires on its own
+            log.warning("ladder leases not released; they expire in %.0fs", ladders.lease_ttl)
+    log.info("learner stopped")
+
+
+def _loop(joiner: Joiner, interval: float, stop: threading.Event, ladders: LadderRunner | LadderRunners | None,
+          supervisor: int) -> None:  # fmt: skip
     outage: str | None = None  # what failed while Redis is away: one line when it goes, one when it returns
     backoff = interval
     while not stop.is_set():
@@ -49,7 +61,7 @@ def run_forever(
             stats = joiner.run_once()
             if stats.joined or stats.defaulted:
                 log.info("joined %d rewarded and %d defaulted decisions", stats.joined, stats.defaulted)
-        except (redis.RedisError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             metrics.STORAGE_ERRORS.labels("join").inc()
             failed = f"join pass: {exc}"
         except Exception:  # a bug, not an outage: say everything
@@ -58,7 +70,7 @@ def run_forever(
         if ladders is not None and failed is None:
             try:
                 ladders.run_once()
-            except (redis.RedisError, OSError) as exc:
+            except STORAGE_ERRORS as exc:
                 metrics.STORAGE_ERRORS.labels("ladder").inc()
                 failed = f"ladder pass: {exc}"
                 ladders.reset()  # re-read states and cursor: in memory may be ahead of Redis
@@ -76,9 +88,3 @@ def run_forever(
                 log.info("storage reachable again; the learner goes on")
             outage, backoff = None, interval
         stop.wait(backoff)
-    if ladders is not None:
-        try:
-            ladders.release()
-        except Exception:  # a lease that is not released expires on its own
-            log.warning("ladder leases not released; they expire in %.0fs", ladders.lease_ttl)
-    log.info("learner stopped")

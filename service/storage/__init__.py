@@ -22,13 +22,14 @@ from service.storage.protocols import (
     StorageStatus,
     StoredLadder,
 )
-from service.storage.redis_storage import RedisStorage
+from service.storage.redis_storage import STORAGE_ERRORS, RedisStorage
 
 __all__ = [
     "ACCEPTED",
     "DUPLICATE",
     "LATE",
     "MISSING",
+    "STORAGE_ERRORS",
     "UNKNOWN_SLOT",
     "DecisionLog",
     "HealthReports",

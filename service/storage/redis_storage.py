@@ -4,12 +4,12 @@ Layout (every key under a prefix, ``sb:<store>:`` by default).  On one Redis wit
 the names are as listed.  With ``partitions`` > 1 or on a Redis Cluster, an event's keys (``ev``, ``rw``) and the
 partition's ``due``, ``joined``, ``counts`` and ``zdict`` keys are named ``{<prefix><k>}:<name>``: partition ``k``
 = CRC-32 of the event id mod ``partitions``, and the braces are a hash tag, so everything a script touches for one
-event sits in one cluster slot, and the partitions spread over the primaries.  The ladder's keys (``ladder``,
-``checkpoint``, ``history``, ``lease``, ``health``, ``writers``, ``secret``) are named ``{<prefix>}<name>``: one
-slot, since ``save_ladders`` writes them together.  Rate-limit and Personalizer id keys keep the plain prefix
-(one key per command: anywhere).  A reader of the joined log gets a cursor per record that covers every
-partition (see :meth:`RedisStorage.joined_after`).  The partition count is fixed for a store's data:
-changing it strands what is pending (drain the learner first; docs/operations.md).
+event sits in one cluster slot, and the partitions spread over the primaries.  On a cluster the ladder's keys
+(``ladder``, ``checkpoint``, ``history``, ``lease``, ``health``, ``writers``, ``learners``, ``secret``) are named
+``{<prefix>}<name>``: one slot, since ``save_ladders`` writes them together.  Rate-limit and Personalizer id
+keys keep the plain prefix (one key per command: anywhere).  A reader of the joined log gets a cursor per
+record that covers every partition (see :meth:`RedisStorage.joined_after`).  The partition count is fixed
+for a store's data: changing it strands what is pending (drain the learner first; docs/operations.md).
 
 ``ev:<id>``   hash: ``d`` the logged event (JSON deflated against ``zdict:<id>``: ``codec.EventPacker``), ``s``
               ``|slot=tier|...|`` for a cheap slot check
@@ -69,6 +69,9 @@ from service.storage.codec import COMPACT, EventPacker
 from service.storage.protocols import LadderConflict, LadderWrite, LeaseLost, PendingEvent, StoredLadder
 
 HISTORY_MAX = 1000
+#: What a storage call raises when Redis is away: redis-py's errors, the cluster client's own (a primary down
+#: before its failover: not a RedisError), and the socket's.  Every caller that degrades catches these.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 #: The lease of a ladder runner that runs every slot; a slot's own runner's is ``ladder:<slot>``.
 LADDER_LEASE = "ladder"
 _ZDICT_TTL = 30 * 86400
@@ -76,6 +79,16 @@ MAX_PARTITIONS = 1024
 #: Partitions when ``$STOREFRONT_REDIS_CLUSTER`` is set and ``$STOREFRONT_REDIS_PARTITIONS`` is not: enough to spread
 #: the pending pages over a few dozen primaries.
 CLUSTER_PARTITIONS = 16
+
+
+class PartialWrite(redis.RedisError):
+    """A batch of pages written in part (a cluster's node failed after others took theirs): ``stored`` holds the
+    ids of the pages that are in Redis, so the caller spools only the others (a page stored twice could be
+    joined twice if the first copy was joined before the replay)."""
+
+    def __init__(self, message: str, stored: frozenset[str]):
+        super().__init__(message)
+        self.stored = stored
 
 
 def layout_from_env() -> tuple[bool, int]:
@@ -130,7 +143,9 @@ class RedisStorage:
         # Hash tags only when needed (a cluster, or partitions): a single Redis keeps the key names it always had.
         tagged = cluster or partitions > 1
         self._parts = [f"{{{prefix}{k}}}:" if tagged else prefix for k in range(partitions)]
-        ctl = f"{{{prefix}}}" if tagged else prefix  # the ladder's keys, one slot: save_ladders touches them all
+        # The ladder's keys share one slot on a cluster (save_ladders touches them all); elsewhere they keep their
+        # names whatever the partitions, so changing the partitions leaves the ladders and the id secret alone.
+        ctl = f"{{{prefix}}}" if cluster else prefix
         self._ctl = ctl
         self._due = [f"{p}due" for p in self._parts]
         self._joined = [f"{p}joined" for p in self._parts]
@@ -214,18 +229,21 @@ class RedisStorage:
         if not events:
             return
         batches: dict[int, tuple[list[str], list[Any]]] = {}
+        ids: dict[int, list[str]] = {}
         for event, ttl in events:
             event_id = event["event_id"]
             decisions = event["decisions"]
             close = event["window_close"] if min_close is None else max(event["window_close"], min_close)
             k, event_key, _ = self._event_keys(event_id)
             keys, args = batches.setdefault(k, ([], []))
+            ids.setdefault(k, []).append(event_id)
             keys.append(event_key)
             args += [self._packer.pack(event), "|" + "|".join(f"{d['slot']}={d['tier']}" for d in decisions) + "|",
                      int(ttl) + 1, close, event_id, len(decisions),
                      *(f"decisions:{d['slot']}:{d['tier']}" for d in decisions)]  # fmt: skip
         self._packer.due_resend(time.monotonic())
         self._take_new_dicts()
+        stored: list[str] = []
         for k, (keys, args) in batches.items():
             # Dictionaries this partition has not confirmed travel first, in the same call: stored before the
             # pages packed with them. Kept 30 days, longer than any page packed with them waits for the join.
@@ -236,11 +254,15 @@ class RedisStorage:
                 head_args += [zdict, _ZDICT_TTL]
             try:
                 self._log(keys=[self._due[k], self._counts[k], *head_keys, *keys], args=[*head_args, *args])
-            except Exception:
+            except Exception as exc:
                 self._packer.forget_saved()  # a Redis that failed may come back without them: send again
                 self._take_new_dicts()
+                if stored:
+                    raise PartialWrite(f"{exc} ({len(stored)} of {len(events)} pages stored)", frozenset(stored)) \
+                        from exc  # fmt: skip
                 raise
             self._unsaved_dicts[k] = {}
+            stored += ids[k]
 
     def _take_new_dicts(self) -> None:
         """Every partition must get each dictionary the packer has not had confirmed (with its next pages)."""
@@ -590,9 +612,12 @@ class RedisStorage:
         raw = self._drain(keys=[self._health], args=list(slots or ()))
         return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
-    def acquire_lease(self, holder: str, ttl: float, lease: str = LADDER_LEASE) -> bool:
-        """Take a learner lease, or renew it when ``holder`` has it; False when another holder does."""
-        return bool(self._renew_lease(keys=[self._lease_key(lease)], args=[holder, max(int(ttl * 1000), 1)]))
+    def acquire_lease(self, holder: str, ttl: float, lease: str = LADDER_LEASE, renew_only: bool = False) -> int:
+        """Renew a learner lease ``holder`` has (1), or take it when free (2; never with ``renew_only``); 0 when
+        another holder has it.  A runner that gets 2 while it thought it held the lease lost it meanwhile: what
+        it has in memory may be behind what another holder saved."""
+        ttl_ms = max(int(ttl * 1000), 1)
+        return int(self._renew_lease(keys=[self._lease_key(lease)], args=[holder, ttl_ms, "1" if renew_only else ""]))
 
     def release_lease(self, holder: str, lease: str = LADDER_LEASE) -> None:
         """Give a lease up (only if ``holder`` has it), so a standby takes over at once."""

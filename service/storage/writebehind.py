@@ -71,6 +71,7 @@ import redis
 
 from service import metrics
 from service.storage.protocols import ACCEPTED, DUPLICATE, LATE, MISSING, UNKNOWN_SLOT
+from service.storage.redis_storage import STORAGE_ERRORS
 
 log = logging.getLogger("storefront")
 
@@ -79,7 +80,7 @@ QUEUED = "queued"
 # a worker only adopts the spools of dead processes of its own host.
 _HOST = socket.gethostname().replace("/", "_")
 _FRESH = 0.5  # seconds after its rank during which a reward's missing page is most likely still in a buffer
-_FAILURES = (redis.RedisError, OSError)
+_FAILURES = STORAGE_ERRORS
 # Every writer of this process, for gunicorn's worker_exit hook to flush on a graceful stop.
 WRITERS: list[WriteBehind] = []
 
@@ -378,6 +379,10 @@ class WriteBehind:
             except _FAILURES as exc:
                 metrics.STORAGE_ERRORS.labels("log_event").inc()
                 self._went_away(exc)
+                stored: frozenset[str] = getattr(exc, "stored", frozenset())  # a cluster wrote some partitions
+                if stored:
+                    metrics.DECISIONS_WRITTEN.labels("redis").inc(len(stored))
+                    batch = [(event, ttl) for event, ttl in batch if event["event_id"] not in stored]
         entries = [{"t": "d", "e": event, "ttl": ttl} for event, ttl in batch]
         if self.spool is not None and self.spool.append(entries):
             metrics.DECISIONS_WRITTEN.labels("spool").inc(len(batch))

@@ -427,6 +427,23 @@ def test_learners_share_the_slots_each_under_its_lease_and_take_over_a_dead_ones
     assert "a" in storage.learners()  # dead, but not for long enough to be forgotten yet
 
 
+def test_a_runner_whose_lease_lapsed_and_came_back_rereads_what_another_saved(
+    storage: RedisStorage, config: StoreConfig
+) -> None:
+    log_and_join(storage, config, 4)
+    a = LadderRunner(storage, config, learner_factory=fake_learner, holder="a", slot="hero")
+    b = LadderRunner(storage, config, learner_factory=fake_learner, holder="b", slot="hero")
+    a.run_once()
+    storage.client.delete(storage.control_key("lease:ladder:hero"))  # `a` stalled past its TTL
+    b.run_once()
+    log_and_join(storage, config, 5)
+    b.run_once()
+    b.release()
+    assert seen(storage)["hero"] == 9
+    a.run_once()  # takes the free lease again: its memory (cursor, state) is behind what `b` saved
+    assert a.active and a.cursor == b.cursor and seen(storage)["hero"] == 9  # nothing learned twice
+
+
 def test_a_learner_silent_for_long_is_forgotten(storage: RedisStorage, config: StoreConfig) -> None:
     storage.beat_learner("ghost")
     runners = LadderRunners(storage, config, learner_factory=fake_learner, lease_ttl=0.04, holder="alive")
