@@ -109,3 +109,41 @@ def test_serve_on_the_cluster_ranks_rewards_joins_and_exports(cluster: LocalClus
             time.sleep(0.2)
     finally:
         stop_service(live)
+
+
+def test_a_primary_down_before_failover_spools_what_its_slots_would_have_taken(tmp_path: Path) -> None:
+    """No replica to fail over to: the batch's partitions on the live primaries are stored, the dead one's fail
+    (a connection error, or the cluster client's own errors, which are not RedisErrors); the write-behind takes
+    it for an outage and spools exactly the pages that are not in Redis."""
+    from service.storage.writebehind import Spool, WriteBehind
+    from tests.service.storage.test_writebehind import TTL, page
+
+    local = start_cluster(tmp_path / "cluster")
+    try:
+        storage = RedisStorage.from_url(local.url, "down:", cluster=True, socket_timeout=0.5,
+                                        socket_connect_timeout=0.5)  # fmt: skip
+        spool = Spool(tmp_path / "spool", 1 << 20)
+        writer = WriteBehind(storage, spool, flush_interval=0)
+        assert writer._write([(page(13_000_000.0), TTL)])  # the client knows the slot map
+        local.processes[-1].kill()  # the last primary, with a third of the slots
+        local.processes[-1].wait()
+        batch = [page(13_000_001.0 + i) for i in range(60)]
+        assert writer._write([(p, TTL) for p in batch])  # no exception escapes: stored or spooled
+        assert writer.degraded
+        spooled = {entry["e"]["event_id"] for entry in spool.read()}
+        assert spooled and spooled <= {p["event_id"] for p in batch}
+        live = [redis.Redis(port=port) for port in local.ports[:-1]]
+
+        def on_a_live_node(event_id: str) -> bool:
+            for node in live:
+                try:
+                    if node.exists(storage.event_keys(event_id)[0]):
+                        return True
+                except redis.exceptions.MovedError:  # another node's slot
+                    continue
+            return False
+
+        stored = {p["event_id"] for p in batch if on_a_live_node(p["event_id"])}
+        assert stored.isdisjoint(spooled) and stored | spooled == {p["event_id"] for p in batch}
+    finally:
+        stop_cluster(local)
