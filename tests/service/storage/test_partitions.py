@@ -120,3 +120,19 @@ def test_a_batch_written_in_part_spools_only_the_pages_not_stored(four: RedisSto
     in_redis = {p["event_id"] for p in batch if four.client.exists(four.event_keys(p["event_id"])[0])}
     assert spooled and in_redis and spooled.isdisjoint(in_redis)
     assert spooled | in_redis == {p["event_id"] for p in batch}
+
+
+def test_the_cluster_clients_own_errors_are_an_outage_to_the_writer(four: RedisStorage, tmp_path: Path) -> None:
+    """``RedisClusterException`` (e.g. slots not covered while a primary is down) is not a ``RedisError``."""
+    from service.storage.writebehind import Spool, WriteBehind
+    from tests.service.storage.test_writebehind import TTL, page
+
+    def uncovered(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.SlotNotCoveredError("slot 1234 is not covered by the cluster")
+
+    four._log = uncovered  # type: ignore[method-assign]
+    spool = Spool(tmp_path, 1 << 20)
+    writer = WriteBehind(four, spool, flush_interval=0)
+    batch = [page(14_000_000.0 + i) for i in range(5)]
+    assert writer._write([(p, TTL) for p in batch]) and writer.degraded
+    assert {e["e"]["event_id"] for e in spool.read()} == {p["event_id"] for p in batch}
