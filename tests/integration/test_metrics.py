@@ -653,17 +653,24 @@ def test_killed_worker_loses_and_doubles_nothing(live: LiveService, sent: Sent) 
     assert by_labels(after, "storefront_slot_tier", "slot", "tier") == {(s, "rules"): 1.0 for s in SLOTS}
     assert value(after, "storefront_config_info", version=sent.config_version) == 1.0
 
-    more = 60
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: rank(live, {"context": CONTEXTS[i % 3]}), range(more)))
-    time.sleep(0.05)  # one writer tick
+    # Rank until the replacement has taken a share (its metric files exist before it accepts: a first round can
+    # go to the survivor alone), then check that the totals count every rank exactly once.
+    more = 0
+    replacement_served = 0.0
+    deadline = time.monotonic() + 20
+    while replacement_served == 0 and time.monotonic() < deadline:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: rank(live, {"context": CONTEXTS[i % 3]}), range(60)))
+        more += 60
+        time.sleep(0.05)  # one writer tick
+        counts = metrics_dir / f"counter_{replacement}.db"
+        replacement_served = value(file_samples(counts), "storefront_decisions_total") if counts.exists() else 0.0
+    assert replacement_served > 0, "the replacement worker took a share of the new ranks"
     final = scrape(live)
     assert value(final, "storefront_decisions_total") == value(before, "storefront_decisions_total") + more * 3
     assert value(final, "storefront_rank_latency_seconds_count") == (
         value(before, "storefront_rank_latency_seconds_count") + more
     )
-    replacement_served = value(file_samples(metrics_dir / f"counter_{replacement}.db"), "storefront_decisions_total")
-    assert replacement_served > 0, "the replacement worker took a share of the new ranks"
 
 
 def test_restarted_learner_keeps_counts_and_takes_over_gauges(live: LiveService, sent: Sent) -> None:
