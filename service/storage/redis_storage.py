@@ -29,7 +29,7 @@ for a store's data: changing it strands what is pending (drain the learner first
 ``lease:ladder:<slot>``  the lease of the runner of one slot's ladder (``SET NX PX``; value = the holder's id);
               ``lease:ladder`` that of a runner of every slot (:class:`~service.learner.ladder_runner.LadderRunner`
               without a slot)
-``ladder:cursor:<slot>``  the joined-stream cursor that slot's runner has learned up to
+``cursor:<slot>``  the joined-stream cursor that slot's runner has learned up to
 ``learners``  hash: learner id → its heartbeat (Redis's clock); how many learners share the slots
 ``writers``   hash: API worker id → the time up to which everything it accepted is in Redis (its heartbeat; the
               join waits for a worker whose heartbeat stopped: :mod:`service.learner.joiner`)
@@ -588,10 +588,11 @@ class RedisStorage:
         return raw.decode() if raw else None
 
     def _cursor_key(self, lease: str) -> str:
-        # The runner of every slot (one lease) keeps the cursor its first versions kept; a slot's runner its own.
-        return (
-            self._ladder_cursor if lease == LADDER_LEASE else f"{self._ladder_cursor}:{lease.removeprefix('ladder:')}"
-        )
+        # The runner of every slot (one lease) keeps the cursor its first versions kept; a slot's runner its own,
+        # under a name no slot's `ladder:<slot>` can take (slot names may hold ':').
+        if lease == LADDER_LEASE:
+            return self._ladder_cursor
+        return f"{self._ctl}cursor:{lease.removeprefix(LADDER_LEASE + ':')}"
 
     def _lease_key(self, lease: str) -> str:
         return f"{self._ctl}lease:{lease}"
