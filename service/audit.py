@@ -7,7 +7,7 @@ announce what they did here, so the audit trail reads the same whoever acted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bandit.escalation.state import STAGES
@@ -22,6 +22,18 @@ def announce(entry: Mapping[str, Any], actor: str) -> None:
     metrics.LADDER_TRANSITIONS.labels(slot, transition).inc()
     log.info("ladder slot=%s transition=%s stage=%s actor=%s reason=%s", slot, transition, entry.get("stage"), actor,
              entry.get("reason"))  # fmt: skip
+
+
+#: The transitions the dashboards' annotations and alerts count with ``increase()``.
+WATCHED = ("canary", "trained", "ramp", "promoted", "rejected", "rollback", "fallback")
+
+
+def prepare_counters(slots: Iterable[str]) -> None:
+    """Create each slot's watched transition counters at 0 in this process: ``increase()`` over a series that
+    first appears at 1 is 0, so without this a store's first rollback would never show on a dashboard."""
+    for slot in slots:
+        for transition in WATCHED:
+            metrics.LADDER_TRANSITIONS.labels(slot, transition)
 
 
 def publish_stage(slot: str, stage: str) -> None:

@@ -30,6 +30,7 @@ from bandit.exposure import ExposureTracker
 from bandit.page import PageFiller
 from bandit.policies.base import Decision, Policy
 from service import metrics
+from service.audit import prepare_counters
 from service.http.ladders import LadderWatcher, live_tier
 
 log = logging.getLogger("storefront")
@@ -205,6 +206,7 @@ class ConfigHolder:
         if old is not None:
             metrics.CONFIG_INFO.labels(old.name, old.version).set(0)
         metrics.CONFIG_INFO.labels(new.name, new.version).set(1)
+        prepare_counters(new.slot_names)
         before = old_tiers if old_tiers is not None else {s.name: s.tier for s in old.slots} if old else {}
         cls._publish_tiers(before, new_tiers if new_tiers is not None else {s.name: s.tier for s in new.slots})
 

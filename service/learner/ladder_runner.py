@@ -34,7 +34,7 @@ from bandit.escalation.state import SlotState
 from bandit.eventlog.events import is_learnable
 from bandit.learners.gradient import GradientLearner
 from service import metrics
-from service.audit import announce, publish_stage
+from service.audit import announce, prepare_counters, publish_stage
 from service.clock import SYSTEM_CLOCK, Clock
 from service.storage.protocols import LadderConflict, LadderRunnerStorage, LadderWrite, LeaseLost
 
@@ -482,6 +482,7 @@ class LadderRunners(_RunnerSettings):
     runners: dict[str, LadderRunner] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        prepare_counters(self.config.slot_names)
         for slot in self.config.slots:
             if wants_ladder(slot):
                 settings = {f.name: getattr(self, f.name) for f in fields(_RunnerSettings)}

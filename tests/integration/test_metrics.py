@@ -498,11 +498,15 @@ def test_counts_merge_both_workers_and_the_learner(live: LiveService, sent: Sent
 # --------------------------------------------------------------------------- c. label hygiene
 
 
+TRANSITION_KINDS = {"canary", "trained", "no_change", "gate_wait", "rejected", "awaiting_approval", "ramp", "promoted",
+                    "rollback", "fallback", "freeze", "unfreeze", "train_skipped", "started", "published"}  # fmt: skip
+
+
 def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
     config = load_config(STORE_CONFIG)
     item_ids = set(config.catalog.ids)
     allowed_names = {"slot", "tier", "event", "outcome", "endpoint", "code", "operation", "result", "store",
-                     "version", "le", "status", "publisher", "to", "reason", "action", "key"}  # fmt: skip
+                     "version", "le", "status", "publisher", "to", "reason", "action", "key", "transition"}  # fmt: skip
     publishers = {item.publisher for item in config.catalog.items} | {"other"}
     samples = scrape(live)
     assert samples
@@ -522,6 +526,8 @@ def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:
                 assert label_value in {"rank", "reward", "slots", "admin"}
             if label == "status":
                 assert label_value.isdigit() and len(label_value) == 3
+            if label == "transition":  # the ladder's kinds (the watched ones exist at 0 from the start)
+                assert label_value in TRANSITION_KINDS, label_value
 
 
 # --------------------------------------------------------------------------- b. a real Prometheus

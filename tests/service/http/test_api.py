@@ -271,3 +271,13 @@ def test_config_hot_reload(storage: RedisStorage, tmp_path: Path) -> None:
     assert page["config_version"] == reloaded  # the broken file is refused; the last good config keeps serving
     assert _reloads("refused") == refused + 1
     assert client.get("/readyz").get_json()["checks"]["config"]["version"] == reloaded
+
+
+def test_the_watched_transition_counters_exist_before_the_first_transition(app: Flask) -> None:
+    """``increase()`` over a series that first appears at 1 is 0: a first rollback must find its counter at 0."""
+    from prometheus_client import REGISTRY
+
+    for slot in ("hero", "row-1", "row-2"):
+        for transition in ("rollback", "fallback", "rejected", "promoted"):
+            labels = {"slot": slot, "transition": transition}
+            assert REGISTRY.get_sample_value("storefront_ladder_transitions_total", labels) is not None, labels
