@@ -453,10 +453,9 @@ def run_bench(
 
 def _serve_storage(data_dir: Path) -> Any:
     """The storage of the ``storefront serve`` running on ``data_dir`` (its ``serve.json``)."""
-    from service.cli.common import serve_state
     from service.storage.redis_storage import RedisStorage
 
-    state = serve_state(str(data_dir))
+    state = json.loads((data_dir / "serve.json").read_text())
     return RedisStorage.from_url(state["redis_url"], state["prefix"])
 
 
