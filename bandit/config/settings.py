@@ -110,8 +110,11 @@ class GradientSettings:
     critic_learning_rate
         The critic's AdaGrad step, divided by the number of active crosses.
     entropy
-        Weight of the policy's entropy in its objective (in scaled reward): keeps
-        a softmax from collapsing on one item before the evidence says so.
+        Weight of the policy's entropy in its objective, relative to the policy's
+        value per decision (``β = entropy · v̄``): keeps a softmax from collapsing
+        on one item before the evidence says so, and sets how sharp it gets — it
+        tends to ``π ∝ exp(q̂ / (entropy · v̄))``, so items whose values differ by
+        a few ``entropy`` of the slot's mean value share its traffic.
     optimism
         The critic's estimate is raised by this many standard deviations of its
         logit before the actor sees it (optimism in the face of uncertainty).
@@ -159,7 +162,7 @@ class GradientSettings:
 
     learning_rate: float = 0.05
     critic_learning_rate: float = 0.5
-    entropy: float = 0.01
+    entropy: float = 0.05
     optimism: float = 0.0
     min_exploration: float = 0.02
     kl_limit: float = 0.05

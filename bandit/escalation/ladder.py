@@ -30,8 +30,8 @@ chose extrapolates to items they seldom show, and the gate rightly refuses
 it.  Learning on its own traffic corrects that (an item it overrates is
 shown, and its reward says so), as it does for a slot on the gradient tier
 from day one.  The guardrail watches the canary arm against the incumbent's
-live reward throughout; the holdout of an earlier promotion pauses meanwhile
-(one secondary arm at a time).
+live reward throughout; the holdout of an earlier promotion keeps its share
+meanwhile (a third arm), and the incumbent stays judged against it.
 
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
@@ -166,9 +166,13 @@ class SlotLadder:
             self.health_errors = 0
             return transitions
         self.health_errors = 0
-        canary = canary_serving(s, self.settings)  # the canary is judged against the incumbent, not the holdout
-        if canary or (s.previous is not None and s.stage in ("promoted", "shadow", "approval")):
-            guard = self._guard(now, promoted=not canary)
+        # A promoted incumbent is judged against its holdout (during a canary too), a canary against the incumbent
+        if s.previous is not None and s.stage in ("promoted", "canary", "shadow", "approval"):
+            guard = self._guard(now, promoted=True)
+            if guard:
+                return transitions + guard
+        if canary_serving(s, self.settings):
+            guard = self._guard(now, promoted=False)
             if guard:
                 return transitions + guard
         training = self.settings.mode != "off"  # off: no new challenger (an operator's ramp still completes)
@@ -293,6 +297,9 @@ class SlotLadder:
         old = self.arms.get(spec_arm(self.config, s.previous))
         return new is not None and old is not None and new.n >= need and old.n >= need
 
+    def _gradient_ready(self) -> bool:
+        return self.gradient is not None and self.gradient.ready
+
     def _next_rung(self) -> str | None:
         """The challenger's tier: the first of the slot's rungs above the incumbent's (None on the top rung)."""
         current = tiers.get(str(self.state.incumbent.get("tier"))).rung
@@ -303,12 +310,17 @@ class SlotLadder:
         s.next_train_at = s.seen + self.settings.retrain_every
         rung = self._next_rung()
         incumbent_tier = s.incumbent.get("tier")
-        # Above a tree, challengers alternate: the gradient policy, then a newer tree (it may find what changed,
-        # e.g. a launch), then the gradient policy again...
+        # Challengers alternate: above a tree, the gradient policy, then a newer tree (it may find what changed,
+        # e.g. a launch), then the gradient policy again...; above the rules, a tree first.
         last = next((str(h.get("version") or "") for h in reversed(s.history)
                      if h["transition"] in ("trained", "no_change")), "")  # fmt: skip
         tree_turn = incumbent_tier == "tree" and last.startswith("gradient-")
-        if rung == "gradient" and self.gradient is not None and self.gradient.ready and not tree_turn:
+        if rung == "gradient" and self._gradient_ready() and not tree_turn:
+            return self._propose_gradient(now)
+        # Above the rules too: once a tree has had its turn and not been promoted (rejected, found nothing, or
+        # rolled back), the gradient policy has the next one; a slot whose rules no tree beats may still climb.
+        gradient_turn = rung == "tree" and "gradient" in self.settings.tiers and last.startswith("tree-")
+        if gradient_turn and self._gradient_ready():
             return self._propose_gradient(now)
         if rung in (None, "gradient") and incumbent_tier == "tree":
             rung = "tree"  # learning does not stop: a newer tree, while the gradient policy (if any) learns
@@ -429,6 +441,10 @@ class SlotLadder:
         s.challenger = None
         s.stage = "promoted"
         s.next_train_at = s.seen + self.settings.retrain_every
+        if s.incumbent.get("tier") == "tree" and self._next_rung() == "gradient" and self._gradient_ready():
+            # The gradient policy has learned from every record since day one: it needs no fresh window of
+            # records, so its canary starts as soon as the holdout has judged the tree (``_settled``).
+            s.next_train_at = s.seen
         self.arms = {}
         if s.incumbent.get("tier") == "gradient" and self.gradient is not None:
             self.gradient.serving(s.incumbent["snapshot"])  # its trust region is measured from what serves
@@ -443,7 +459,7 @@ class SlotLadder:
         new = self.arms.get(spec_arm(self.config, new_spec))
         old = self.arms.get(spec_arm(self.config, old_spec))
         settings = self.settings
-        if s.stage == "canary":  # still learning: only a canary far below the incumbent is dropped
+        if s.stage == "canary" and not promoted:  # still learning: only a canary far below it is dropped
             settings = replace(settings, guardrail_margin=max(settings.guardrail_margin, settings.canary_margin))
         details = guardrail_breached(new, old, settings)
         if details is None:
@@ -460,6 +476,12 @@ class SlotLadder:
         s = self.state
         if s.stage == "ramp" or s.previous is None:
             return self._drop_challenger(now, reason, **details)
+        if canary_serving(s, self.settings):
+            # The incumbent goes back; a learning canary goes on, judged against the tier now serving (it has
+            # learned from the same shoppers, and may be what follows them best)
+            s.incumbent, s.previous = s.previous, None
+            self.arms = {}
+            return self._record(now, "rollback", f"{reason}; the canary goes on beside it", **details)
         return self._back_to(s.previous, now, "rollback", reason, **details)
 
     def _drop_challenger(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
@@ -543,6 +565,9 @@ def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]]
     if canary_serving(state, settings):
         assert state.challenger is not None
         canary = build(state.challenger)
+        if state.previous and settings.holdout > 0:  # the promoted incumbent stays judged against its holdout
+            return LadderPolicy(slot, primary, canary, settings.canary, shadow=canary, probe=settings.probe,
+                                holdout=build(state.previous), holdout_share=settings.holdout)  # fmt: skip
         return LadderPolicy(slot, primary, canary, settings.canary, shadow=canary, probe=settings.probe)
     if state.stage in ("shadow", "approval") and state.challenger:
         if state.previous and settings.holdout > 0:  # the last promotion's holdout goes on during shadow

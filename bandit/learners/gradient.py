@@ -25,6 +25,13 @@ policy with an entropy bonus,
 
     J_i(θ) = Σ_a π_θ(a|x_i) q̃_i(a) + ρ_i (r_i − q̂_i(a_i)) + β H(π_θ(·|x_i)),
 
+whose weight ``β = entropy · v̄`` is relative to the slot's value: ``v̄`` is
+the batch's mean of ``Σ_a π(a) q̃(a)``, the critic's value of the policy per
+decision.  A slot where any item is seldom rewarded (a lower row, a store
+with few clicks) has small value differences between items; with a fixed
+``β`` its policy would stay near uniform, with a relative one it is as sharp
+as the hero's where its items differ as much relative to their value.
+
 where ``q̃_i(a) = σ(logit_i(a) + κ σ̂_i(a)) · v̂(a)`` is the critic, raised by
 ``κ = optimism`` standard deviations when optimism is wanted (0 by default:
 measured on the shipped scenarios, the entropy's softmax explored better),
@@ -368,7 +375,9 @@ class GradientLearner:
             onehot[rows, chosen] = 1.0
             gradient += correction[:, None] * (onehot - probs)
             entropy = -(probs * log_probs).sum(axis=1, keepdims=True)
-            gradient -= s.entropy * (log_probs + entropy)
+            # β relative to the policy's value: the softmax's temperature scales with the slot's reward level
+            beta = s.entropy * float(baseline.mean())
+            gradient -= beta * (log_probs + entropy)
             gradient = np.where(mask, gradient, 0.0)
             per_record = gradient @ space.incidence
             step = np.asarray(design.T @ per_record)

@@ -29,6 +29,9 @@ class LadderPolicy(Policy):
         Serves ``1 - share`` of the traffic.
     secondary, share
         Serves ``share`` of the traffic (a ramping challenger, or the old tier as holdout).
+    holdout, holdout_share
+        A third arm serving ``holdout_share`` of the traffic: the last promotion's holdout
+        while a canary is the secondary, so the promoted tier stays judged against it.
     shadow
         Evaluated on every decision and logged beside it.
     probe
@@ -39,9 +42,10 @@ class LadderPolicy(Policy):
         the primary's share is probed and the secondary's is not.
 
     The served item is drawn from the arm chosen with ``uniform_for(event_id,
-    slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share)·π₁ + share·π₂``,
-    and ``tier``/``policy_version`` name the arm that served.  If the secondary
-    or the shadow raises, the primary serves alone and ``on_error`` is told.
+    slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share-h)·π₁ + share·π₂ + h·π₃``
+    (``h`` the holdout's share), and ``tier``/``policy_version`` name the arm that served.
+    If the secondary, the holdout or the shadow raises, the primary serves alone and
+    ``on_error`` is told.
     """
 
     def __init__(
@@ -53,17 +57,25 @@ class LadderPolicy(Policy):
         shadow: Policy | None = None,
         on_error: Callable[[str, Exception], None] | None = None,
         probe: float = 0.0,
+        holdout: Policy | None = None,
+        holdout_share: float = 0.0,
     ):
         if secondary is None and share:
             raise ValueError("share without a secondary policy")
+        if holdout is None and holdout_share:
+            raise ValueError("holdout_share without a holdout policy")
         if not 0 <= share <= 1:
             raise ValueError(f"share must be in [0, 1], got {share}")
+        if not 0 <= holdout_share <= 1 - share:
+            raise ValueError(f"holdout_share must be in [0, 1 - share], got {holdout_share}")
         if not 0 <= probe <= 1:
             raise ValueError(f"probe must be in [0, 1], got {probe}")
         self.slot = slot
         self.primary = primary
         self.secondary = secondary
         self.share = share
+        self.holdout = holdout if holdout_share > 0 else None
+        self.holdout_share = holdout_share if holdout is not None else 0.0
         self.shadow = shadow
         self.on_error = on_error
         self.probe = probe if shadow is not None else 0.0
@@ -74,7 +86,7 @@ class LadderPolicy(Policy):
         self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int = 0
     ) -> Decision:
         if self.shadow is None:
-            if self.secondary is None or self.share <= 0:
+            if not self._mixing:
                 return self.primary.decide(context, candidates, event_id, position)
             return self._mixed(context, candidates, event_id, position)
         try:
@@ -82,7 +94,7 @@ class LadderPolicy(Policy):
         except Exception as exc:  # a broken challenger must never break serving
             self._failed("shadow", exc)
             probs = None
-        if self.secondary is not None and self.share > 0:
+        if self._mixing:
             decision = self._mixed(context, candidates, event_id, position, probs)
         elif probs is not None and self.probe > 0:
             decision = self._probed(context, candidates, event_id, position, probs)
@@ -105,26 +117,41 @@ class LadderPolicy(Policy):
         return Decision(self.slot, position, candidates[index], probs[index], tuple(candidates), tuple(probs),
                         self.tier, self.version, why)  # fmt: skip
 
+    @property
+    def _mixing(self) -> bool:
+        return (self.secondary is not None and self.share > 0) or self.holdout is not None
+
     def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
                shadow: list[float] | None = None) -> Decision:  # fmt: skip
-        assert self.secondary is not None
         p_primary, why_primary = self.primary.pmf(context, candidates)
         if shadow is not None and self.probe > 0:
             p_primary = probe_pmf(p_primary, shadow, self.probe)
-        try:
-            p_secondary, why_secondary = self.secondary.pmf(context, candidates)
-        except Exception as exc:
-            self._failed("secondary", exc)
-            return self.primary.decide(context, candidates, event_id, position)
-        use_secondary = self.share >= 1.0 or uniform_for(event_id, self.slot + "/arm") < self.share
-        arm, probs, why = (
-            (self.secondary, p_secondary, why_secondary) if use_secondary else (self.primary, p_primary, why_primary)
-        )
+        arms: list[tuple[Policy, float, list[float], str]] = []
+        for which, policy, share in (("secondary", self.secondary, self.share),
+                                     ("holdout", self.holdout, self.holdout_share)):  # fmt: skip
+            if policy is None or share <= 0:
+                continue
+            try:
+                probs, why = policy.pmf(context, candidates)
+            except Exception as exc:
+                self._failed(which, exc)
+                return self.primary.decide(context, candidates, event_id, position)
+            arms.append((policy, share, probs, why))
+        rest = 1.0 - self.share - self.holdout_share  # as in _pmf, to the last bit
+        u = uniform_for(event_id, self.slot + "/arm")
+        arm, probs, why = self.primary, p_primary, why_primary
+        edge = 0.0
+        for policy, share, p, w in arms:  # the secondary's share first (as with one secondary), then the holdout's
+            edge += share
+            if u < edge or share >= 1.0:
+                arm, probs, why = policy, p, w
+                break
         index = sample_index(probs, uniform_for(event_id, self.slot))
         if probs[index] < max(probs):
             why = f"explore; {why}"
-        s = self.share
-        mixture = [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)]
+        mixture = [rest * a for a in p_primary]
+        for _, share, p, _ in arms:
+            mixture = [m + share * b for m, b in zip(mixture, p, strict=True)]
         return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
                         arm.tier, arm.version, why)  # fmt: skip
 
@@ -136,6 +163,8 @@ class LadderPolicy(Policy):
         scoped.primary = self.primary.with_request(baseline, items)
         if self.secondary is not None:
             scoped.secondary = self.secondary.with_request(baseline, items)
+        if self.holdout is not None:
+            scoped.holdout = self.holdout.with_request(baseline, items)
         if self.shadow is not None:
             scoped.shadow = self.shadow.with_request(baseline, items)
         return scoped
@@ -147,9 +176,12 @@ class LadderPolicy(Policy):
     def floor(self, n: int) -> float:
         """What both arms promise an item neither favours (during a probe, what the primary keeps of its floor)."""
         primary = (1 - self.probe) * self.primary.floor(n)
+        floor = (1 - self.share - self.holdout_share) * primary
         if self.secondary is not None and self.share > 0:
-            return (1 - self.share) * primary + self.share * self.secondary.floor(n)
-        return primary
+            floor += self.share * self.secondary.floor(n)
+        if self.holdout is not None:
+            floor += self.holdout_share * self.holdout.floor(n)
+        return floor
 
     def _pmf(self, context: Mapping[str, Any], candidates: Sequence[str]) -> tuple[list[float], str]:
         p_primary, why = self.primary.pmf(context, candidates)
@@ -158,15 +190,18 @@ class LadderPolicy(Policy):
                 p_primary = probe_pmf(p_primary, self.shadow.pmf(context, candidates)[0], self.probe)
             except Exception as exc:  # as in decide(): the primary alone
                 self._failed("shadow", exc)
-        if self.secondary is None or self.share <= 0:
+        if not self._mixing:
             return p_primary, why
-        p_secondary, _ = self.secondary.pmf(context, candidates)
-        s = self.share
-        return [(1 - s) * a + s * b for a, b in zip(p_primary, p_secondary, strict=True)], why
+        rest = 1.0 - self.share - self.holdout_share
+        mixture = [rest * a for a in p_primary]
+        for policy, share in ((self.secondary, self.share), (self.holdout, self.holdout_share)):
+            if policy is not None and share > 0:
+                mixture = [m + share * b for m, b in zip(mixture, policy.pmf(context, candidates)[0], strict=True)]
+        return mixture, why
 
     def clone(self) -> LadderPolicy:
         return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error,
-                            self.probe)  # fmt: skip
+                            self.probe, self.holdout, self.holdout_share)  # fmt: skip
 
 
 def probe_pmf(incumbent: Sequence[float], challenger: Sequence[float], probe: float) -> list[float]:

@@ -69,6 +69,14 @@ def secondary_share(slot: SlotConfig, state: SlotState | None) -> float:
     return 0.0
 
 
+def holdout_share(slot: SlotConfig, state: SlotState | None) -> float:
+    """Traffic share of the previous tier kept as a live control (after a promotion, and beside a later challenger
+    in canary or shadow)."""
+    if state is None or state.previous is None or state.stage == "ramp":
+        return 0.0
+    return float(slot.escalation.holdout)
+
+
 def slot_status(slot: SlotConfig, state: SlotState | None) -> dict[str, Any]:
     """The escalation fields of a slot's status (``GET /v1/slots`` and the admin API)."""
     return {
@@ -76,6 +84,7 @@ def slot_status(slot: SlotConfig, state: SlotState | None) -> dict[str, Any]:
         "mode": slot.escalation.mode,
         "stage": state.stage if state else "incumbent",
         "share": secondary_share(slot, state),
+        "holdout": holdout_share(slot, state),
         "incumbent_version": snapshot_version(state.incumbent) if state else None,
         "challenger_version": snapshot_version(state.challenger) if state else None,
         "frozen": bool(state.frozen) if state else False,

@@ -22,7 +22,8 @@ from service.http.openapi.examples import EXAMPLE_EVENT_ID
 from service.http.openapi.reward_rule import reward_rule
 
 #: The escalation status fields of a slot, in ``/v1/slots`` and the admin API alike.
-LADDER_FIELDS = ("tier", "mode", "stage", "share", "incumbent_version", "challenger_version", "frozen", "last_gate")
+LADDER_FIELDS = ("tier", "mode", "stage", "share", "holdout", "incumbent_version", "challenger_version", "frozen",
+                 "last_gate")  # fmt: skip
 
 
 def ladder_properties() -> dict[str, Any]:
@@ -48,6 +49,13 @@ def ladder_properties() -> dict[str, Any]:
             "maximum": 1,
             "description": "Traffic share of the secondary arm: a gradient canary, the challenger during a ramp, the "
             "previous tier as holdout after a promotion; 0 otherwise.",
+        },
+        "holdout": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "Traffic share of the previous tier, kept as a live control after a promotion (also "
+            "while a later challenger is in canary or shadow); 0 otherwise.",
         },
         "incumbent_version": {"type": ["string", "null"], "description": "Snapshot version of the incumbent model."},
         "challenger_version": {"type": ["string", "null"], "description": "Snapshot version of the challenger."},

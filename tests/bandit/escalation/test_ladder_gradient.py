@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, new_gradient_learner
+from bandit.policies.mixture import probe_pmf
 from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, traffic, trainer
 
 SETTINGS = EscalationSettings(
@@ -195,3 +197,79 @@ def test_a_learning_canary_may_trail_the_incumbent_by_its_margin_but_a_fixed_one
     transitions = feed(lad, 3000, start=1700, reward_of=lambda d: 0.7 if d.tier == "gradient" else 1.0)
     rollback = transitions[kinds(transitions).index("rollback")]
     assert "below 90% of the incumbent's" in rollback["reason"]  # fixed: the guardrail's own margin (0.1)
+
+
+def test_above_a_newly_promoted_tree_the_canary_starts_once_the_holdout_has_judged_the_tree() -> None:
+    """The gradient policy has learned since day one: its canary does not wait ``retrain_every`` more events."""
+    settings = replace(CANARY, tiers=("tree", "gradient"), holdout=0.5, retrain_every=2000)
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    lad = SlotLadder(cfg, "hero", settings, trainer, FirstPasses(), gradient=new_gradient_learner(cfg, "hero", None))
+    transitions = feed(lad, 4000, reward_of=lambda d: reward_for(d.item))
+    promoted = transitions[kinds(transitions).index("promoted")]
+    canary = transitions[kinds(transitions).index("canary")]
+    assert canary["incumbent"].startswith("tree") and canary["at"] > promoted["at"]
+    # both guardrail arms (the tree and its 50% holdout) hold guardrail_min_events (60) first, then it starts
+    assert canary["at"] - promoted["at"] < 400 < settings.retrain_every, (promoted["at"], canary["at"])
+
+
+def test_above_rules_no_tree_beats_the_gradient_policy_and_newer_trees_take_turns() -> None:
+    settings = replace(SETTINGS, tiers=("tree", "gradient"))
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    lad = SlotLadder(cfg, "hero", settings, trainer, FakeGate(False), gradient=new_gradient_learner(cfg, "hero", None))
+    transitions = feed(lad, 6000, reward_of=lambda d: reward_for(d.item))
+    attempts = [str(t.get("version")).split("-")[0] for t in transitions if t["transition"] in ("trained", "no_change")]
+    assert "promoted" not in kinds(transitions) and lad.state.incumbent["tier"] == "rules"
+    # the first tree is rejected: the gradient policy (ready) is next, then a newer tree, and so on
+    assert attempts[:4] == ["tree", "gradient", "tree", "gradient"], kinds(transitions)
+
+
+def tree_then_canary(holdout: float = 0.2) -> SlotLadder:
+    """A hero whose first tree is promoted (FirstPasses), with the gradient's canary at 30% started after it."""
+    settings = replace(CANARY, tiers=("tree", "gradient"), holdout=holdout, canary=0.3, canary_events=5000)
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    return SlotLadder(cfg, "hero", settings, trainer, FirstPasses(), gradient=new_gradient_learner(cfg, "hero", None))
+
+
+def test_during_a_canary_the_promoted_tree_keeps_its_holdout_three_arms_logged_as_one_mixture() -> None:
+    lad = tree_then_canary()
+    transitions = feed(lad, 2500, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.stage == "canary" and lad.state.incumbent["tier"] == "tree", kinds(transitions)
+    policy = lad.policy()
+    assert policy.secondary.tier == "gradient" and policy.share == 0.3
+    assert policy.holdout.tier == "rules" and policy.holdout_share == 0.2
+    records = traffic(lad, 3000, start=2500)
+    served = Counter(r["tier"] for r in records)
+    assert 750 < served["gradient"] < 1050 and 480 < served["rules"] < 720, served  # 30% and 20% of 3,000
+    for r in records[:50]:  # the logged propensity is the three arms' mixture (the tree's share probed)
+        tree = probe_pmf(*(a.pmf(r["context"], r["candidates"])[0] for a in (policy.primary, policy.secondary)),
+                         policy.probe)  # fmt: skip
+        canary, rules = (a.pmf(r["context"], r["candidates"])[0] for a in (policy.secondary, policy.holdout))
+        mixture = [0.5 * t + 0.3 * c + 0.2 * h for t, c, h in zip(tree, canary, rules, strict=True)]
+        assert r["propensity"] == pytest.approx(mixture[r["candidates"].index(r["chosen"])])
+
+
+def test_a_promoted_tree_that_breaks_its_guardrail_during_a_canary_goes_back_to_rules_and_the_canary_goes_on() -> None:
+    lad = tree_then_canary()
+    feed(lad, 2500, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.stage == "canary" and lad.state.incumbent["tier"] == "tree"
+    canary = lad.state.challenger
+    # now the tree earns far less than its rules holdout; the canary as much as the rules
+    transitions = feed(lad, 3000, start=2500, reward_of=lambda d: 0.2 if d.tier == "tree" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert rollback["reason"].startswith("live reward below the previous tier"), rollback
+    assert rollback["reason"].endswith("the canary goes on beside it") and rollback["incumbent"] == "rules"
+    assert lad.state.incumbent["tier"] == "rules" and lad.state.previous is None
+    assert lad.state.stage == "canary" and lad.state.challenger["tier"] == canary["tier"] == "gradient"
+    policy = lad.policy()
+    assert policy.primary.tier == "rules" and policy.secondary.tier == "gradient" and policy.holdout is None
+    # ...and it is judged against the rules now: a canary that then earns far less than them is dropped
+    transitions = feed(lad, 3000, start=5500, reward_of=lambda d: 0.2 if d.tier == "gradient" else 1.0)
+    dropped = transitions[kinds(transitions).index("rollback")]
+    assert "canary's live reward is below 50% of the incumbent's" in dropped["reason"]
+    assert lad.state.challenger is None and lad.state.incumbent["tier"] == "rules"

@@ -81,6 +81,14 @@ def _shadow_probe(incumbent: str, challenger: str) -> Callable[[SlotConfig], Pol
     )
 
 
+def _canary_holdout(incumbent: str, canary: str, previous: str) -> Callable[[SlotConfig], Policy]:
+    """A canary beside a promoted incumbent that keeps its holdout: three arms."""
+    return lambda slot: LadderPolicy(
+        slot.name, tier_policy(incumbent, slot), tier_policy(canary, slot), 0.5, shadow=tier_policy(canary, slot),
+        probe=PROBE, holdout=tier_policy(previous, slot), holdout_share=0.05,
+    )  # fmt: skip
+
+
 PROBE = 0.5
 # The ladder's mixture in each of its shapes, for every pair of a lower and a higher rung.
 PAIRS = [(low, high) for i, low in enumerate(TIERS) for high in TIERS[i + 1 :]]
@@ -89,6 +97,7 @@ for _low, _high in PAIRS:
     MIXTURES[f"mixture:ramp:{_low}->{_high}"] = _ramp(_low, _high)
     MIXTURES[f"mixture:holdout:{_high}+{_low}"] = _holdout(_high, _low)
     MIXTURES[f"mixture:shadow-probe:{_low}+{_high}"] = _shadow_probe(_low, _high)
+MIXTURES["mixture:canary-holdout:tree+gradient+rules"] = _canary_holdout("tree", "gradient", "rules")
 POLICIES = TIERS + list(MIXTURES)
 
 
@@ -103,7 +112,7 @@ def served_tiers(name: str) -> set[str]:
 
 def favourites(name: str) -> int:
     """How many items a policy favours: one per arm."""
-    return 2 if name in MIXTURES else 1
+    return 3 if name.startswith("mixture:canary-holdout") else 2 if name in MIXTURES else 1
 
 
 def with_exploration(slot: SlotConfig, exploration: float) -> SlotConfig:
@@ -174,7 +183,11 @@ def test_the_floor_is_what_the_tier_is_configured_for(tier, slot):
     n = 12
     rules = min(slot.exploration / (n - 1), 1 / n)
     expected = {"rules": rules, "tree": rules, "gradient": slot.gradient.min_exploration / n}
-    if tier.startswith("mixture:"):
+    if tier.startswith("mixture:canary-holdout:"):
+        a, b, c = tier.split(":")[2].split("+")  # incumbent (probed), canary 50%, holdout 5%
+        want = 0.45 * (1 - PROBE) * expected[a] + 0.5 * expected[b] + 0.05 * expected[c]
+        assert policy.floor(n) == pytest.approx(want)
+    elif tier.startswith("mixture:"):
         _, shape, arms = tier.split(":")
         a, b = arms.replace("->", "+").split("+")
         share = {"ramp": 0.25, "holdout": 0.05}.get(shape)
