@@ -121,23 +121,37 @@ class LadderPolicy(Policy):
     def _mixing(self) -> bool:
         return (self.secondary is not None and self.share > 0) or self.holdout is not None
 
+    def _others(self) -> list[tuple[str, Policy, float]]:
+        """The arms beside the primary that serve a share: the secondary, then the holdout."""
+        others = []
+        if self.secondary is not None and self.share > 0:
+            others.append(("secondary", self.secondary, self.share))
+        if self.holdout is not None:
+            others.append(("holdout", self.holdout, self.holdout_share))
+        return others
+
+    def _mix(self, primary: Sequence[float], others: Sequence[tuple[float, Sequence[float]]]) -> list[float]:
+        """The logged mixture, in one pass; ``decide`` and ``pmf`` share it, so they agree to the last bit."""
+        rest = 1.0 - self.share - self.holdout_share
+        if len(others) == 1:
+            ((s, b),) = others
+            return [rest * x + s * y for x, y in zip(primary, b, strict=True)]
+        (s, b), (h, c) = others
+        return [rest * x + s * y + h * z for x, y, z in zip(primary, b, c, strict=True)]
+
     def _mixed(self, context: Mapping[str, Any], candidates: Sequence[str], event_id: str, position: int,
                shadow: list[float] | None = None) -> Decision:  # fmt: skip
         p_primary, why_primary = self.primary.pmf(context, candidates)
         if shadow is not None and self.probe > 0:
             p_primary = probe_pmf(p_primary, shadow, self.probe)
         arms: list[tuple[Policy, float, list[float], str]] = []
-        for which, policy, share in (("secondary", self.secondary, self.share),
-                                     ("holdout", self.holdout, self.holdout_share)):  # fmt: skip
-            if policy is None or share <= 0:
-                continue
+        for which, policy, share in self._others():
             try:
                 probs, why = policy.pmf(context, candidates)
             except Exception as exc:
                 self._failed(which, exc)
                 return self.primary.decide(context, candidates, event_id, position)
             arms.append((policy, share, probs, why))
-        rest = 1.0 - self.share - self.holdout_share  # as in _pmf, to the last bit
         u = uniform_for(event_id, self.slot + "/arm")
         arm, probs, why = self.primary, p_primary, why_primary
         edge = 0.0
@@ -149,9 +163,7 @@ class LadderPolicy(Policy):
         index = sample_index(probs, uniform_for(event_id, self.slot))
         if probs[index] < max(probs):
             why = f"explore; {why}"
-        mixture = [rest * a for a in p_primary]
-        for _, share, p, _ in arms:
-            mixture = [m + share * b for m, b in zip(mixture, p, strict=True)]
+        mixture = self._mix(p_primary, [(share, p) for _, share, p, _ in arms])
         return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
                         arm.tier, arm.version, why)  # fmt: skip
 
@@ -192,12 +204,9 @@ class LadderPolicy(Policy):
                 self._failed("shadow", exc)
         if not self._mixing:
             return p_primary, why
-        rest = 1.0 - self.share - self.holdout_share
-        mixture = [rest * a for a in p_primary]
-        for policy, share in ((self.secondary, self.share), (self.holdout, self.holdout_share)):
-            if policy is not None and share > 0:
-                mixture = [m + share * b for m, b in zip(mixture, policy.pmf(context, candidates)[0], strict=True)]
-        return mixture, why
+        return self._mix(
+            p_primary, [(share, policy.pmf(context, candidates)[0]) for _, policy, share in self._others()]
+        ), why
 
     def clone(self) -> LadderPolicy:
         return LadderPolicy(self.slot, self.primary, self.secondary, self.share, self.shadow, self.on_error,
