@@ -305,6 +305,22 @@ class SlotLadder:
         current = tiers.get(str(self.state.incumbent.get("tier"))).rung
         return next((t for t in self.settings.tiers if tiers.get(t).rung > current), None)
 
+    def _next_challenger_at(self, decided: Mapping[str, Any] | None) -> int:
+        """When the next challenger is due, once ``decided`` (a challenger) was promoted, rejected or dropped.
+
+        A tree learns from a window of records, so the next one waits ``retrain_every`` fresh records.  After a
+        tree, though, the next turn is the gradient policy's (see :meth:`_train`), and it has learned from every
+        record since day one: its turn starts at once (a promoted tree is still first judged by its holdout).
+        """
+        s = self.state
+        gradient_next = (
+            (decided or {}).get("tier") == "tree"
+            and s.incumbent.get("tier") != "gradient"
+            and "gradient" in self.settings.tiers
+            and self._gradient_ready()
+        )
+        return s.seen if gradient_next else s.seen + self.settings.retrain_every
+
     def _train(self, now: float) -> list[dict[str, Any]]:
         s = self.state
         s.next_train_at = s.seen + self.settings.retrain_every
@@ -340,6 +356,7 @@ class SlotLadder:
             return [self._record(now, "no_change", "the new tree is the one serving; retrying later",
                                  version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
         if not exceptions:
+            s.next_train_at = self._next_challenger_at({"tier": "tree"})  # the gradient policy's turn, if it has one
             return [self._record(now, "no_change", "the tree found nothing that beats the rules; retrying later",
                                  version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
         self._to_shadow({"tier": "tree", "snapshot": snapshot})
@@ -401,8 +418,8 @@ class SlotLadder:
                 return [self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; looking again at "
                                      f"{next_look} shadow events", gate=result)]  # fmt: skip
             s.stage = "promoted" if s.previous is not None else "incumbent"
+            s.next_train_at = self._next_challenger_at(s.challenger)
             s.challenger = None
-            s.next_train_at = s.seen + self.settings.retrain_every
             self.since_challenger = []
             return [self._record(now, "rejected", result.get("reason", "gate failed"), gate=result)]
         if self.settings.mode == "manual":
@@ -440,11 +457,7 @@ class SlotLadder:
         s.incumbent = s.challenger
         s.challenger = None
         s.stage = "promoted"
-        s.next_train_at = s.seen + self.settings.retrain_every
-        if s.incumbent.get("tier") == "tree" and self._next_rung() == "gradient" and self._gradient_ready():
-            # The gradient policy has learned from every record since day one: it needs no fresh window of
-            # records, so its canary starts as soon as the holdout has judged the tree (``_settled``).
-            s.next_train_at = s.seen
+        s.next_train_at = self._next_challenger_at(s.incumbent)  # after a tree, once the holdout judged it
         self.arms = {}
         if s.incumbent.get("tier") == "gradient" and self.gradient is not None:
             self.gradient.serving(s.incumbent["snapshot"])  # its trust region is measured from what serves
@@ -487,9 +500,9 @@ class SlotLadder:
     def _drop_challenger(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
         """A ``rollback`` that drops the challenger; the incumbent stays as it was."""
         s = self.state
+        s.next_train_at = self._next_challenger_at(s.challenger)
         s.challenger = None
         s.stage = "promoted" if s.previous is not None else "incumbent"
-        s.next_train_at = s.seen + self.settings.retrain_every
         self.arms = {}
         self.since_challenger = []
         return self._record(now, "rollback", reason, **details)

@@ -227,6 +227,23 @@ def test_above_rules_no_tree_beats_the_gradient_policy_and_newer_trees_take_turn
     assert attempts[:4] == ["tree", "gradient", "tree", "gradient"], kinds(transitions)
 
 
+def test_after_a_rejected_tree_the_gradient_policys_turn_starts_at_once_and_the_next_tree_waits() -> None:
+    """A tree learns from a window of fresh records; the gradient policy learned from every record already."""
+    settings = replace(SETTINGS, tiers=("tree", "gradient"), retrain_every=2000)
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    lad = SlotLadder(cfg, "hero", settings, trainer, FakeGate(False), gradient=new_gradient_learner(cfg, "hero", None))
+    transitions = feed(lad, 9000, reward_of=lambda d: reward_for(d.item))
+    decided = [(t["transition"], str(t.get("version")).split("-")[0], t["at"]) for t in transitions
+               if t["transition"] in ("trained", "rejected")]  # fmt: skip
+    # trained tree, rejected, trained gradient, rejected, trained tree (ticks: the feed's steps of 50 events)
+    assert [d[:2] for d in decided[:5]] == [("trained", "tree"), ("rejected", "None"), ("trained", "gradient"),
+                                           ("rejected", "None"), ("trained", "tree")], decided  # fmt: skip
+    assert decided[2][2] - decided[1][2] <= 50, decided  # the gradient's turn: at once, not retrain_every later
+    assert decided[4][2] - decided[3][2] >= settings.retrain_every, decided  # the next tree: fresh records
+
+
 def tree_then_canary(holdout: float = 0.2) -> SlotLadder:
     """A hero whose first tree is promoted (FirstPasses), with the gradient's canary at 30% started after it."""
     settings = replace(CANARY, tiers=("tree", "gradient"), holdout=holdout, canary=0.3, canary_events=5000)
