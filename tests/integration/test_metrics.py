@@ -789,7 +789,10 @@ def test_redis_down_rules_keep_serving(live: LiveService, sent: Sent) -> None:
         20,
         "the learner to count a failed join pass and the page to be spooled",
     )
-    assert value(samples, "storefront_storage_errors_total", operation="log_event") == 1
+    # Each worker's decision writer counts the failure that tells it Redis is gone, once: the page's write, or its
+    # heartbeat if that came first (then the page goes straight to the spool); the other worker may not have
+    # tried Redis since. Not more: a degraded writer spools without trying again until its backoff retry.
+    assert 1 <= value(samples, "storefront_storage_errors_total", operation="log_event") <= 2  # two workers
     assert value(samples, "storefront_storage_errors_total", operation="add_reward") <= 1  # 0: its worker knew
     assert value(samples, "storefront_rewards_queued_total", reason="storage_away") == 1
     assert value(samples, "storefront_storage_degraded") == 1 and value(samples, "storefront_spool_bytes") > 0
