@@ -311,15 +311,24 @@ class SlotLadder:
         A tree learns from a window of records, so the next one waits ``retrain_every`` fresh records.  After a
         tree, though, the next turn is the gradient policy's (see :meth:`_train`), and it has learned from every
         record since day one: its turn starts at once (a promoted tree is still first judged by its holdout).
+        After a gradient policy that was rejected or dropped the next turn is a tree's, and the records it needs
+        are counted from the last tree's training, not from the decision: the gradient's canary and gate took
+        that long, and the slot should not serve a tree that old for another ``retrain_every`` (a launch or a
+        drift since is what the newer tree would learn).
         """
         s = self.state
+        tier = (decided or {}).get("tier")
         gradient_next = (
-            (decided or {}).get("tier") == "tree"
+            tier == "tree"
             and s.incumbent.get("tier") != "gradient"
             and "gradient" in self.settings.tiers
             and self._gradient_ready()
         )
-        return s.seen if gradient_next else s.seen + self.settings.retrain_every
+        if gradient_next:
+            return s.seen
+        if tier == "gradient" and s.incumbent.get("tier") != "gradient" and s.tree_trained_at:
+            return max(s.seen, s.tree_trained_at + self.settings.retrain_every)
+        return s.seen + self.settings.retrain_every
 
     def _train(self, now: float) -> list[dict[str, Any]]:
         s = self.state
@@ -351,6 +360,7 @@ class SlotLadder:
             snapshot = self.trainer(self.config, self.slot, list(self.buffer))
         except ValueError as exc:  # not enough data yet, and the like: try again later
             return [self._record(now, "train_skipped", str(exc))]
+        s.tree_trained_at = s.seen
         exceptions = sum(1 for r in snapshot.get("rules", []) if r.get("origin") != "config")
         if snapshot.get("version") == snapshot_version(s.incumbent):
             return [self._record(now, "no_change", "the new tree is the one serving; retrying later",

@@ -27,6 +27,7 @@ class SlotState:
     challenger_since: int = 0  # value of `seen` when the challenger was trained
     step_since: int = 0  # joined events (both arms) since the current ramp step began
     next_train_at: int = 0
+    tree_trained_at: int = 0  # value of `seen` when a tree was last trained (0: never)
     next_gate_at: int = 0
     gate_looks: int = 0  # looks the gate took at the current challenger
     last_gate: dict[str, Any] | None = None

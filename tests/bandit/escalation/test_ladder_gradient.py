@@ -12,6 +12,7 @@ import pytest
 from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, new_gradient_learner
+from bandit.escalation.state import SlotState
 from bandit.policies.mixture import probe_pmf
 from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, traffic, trainer
 
@@ -227,21 +228,43 @@ def test_above_rules_no_tree_beats_the_gradient_policy_and_newer_trees_take_turn
     assert attempts[:4] == ["tree", "gradient", "tree", "gradient"], kinds(transitions)
 
 
-def test_after_a_rejected_tree_the_gradient_policys_turn_starts_at_once_and_the_next_tree_waits() -> None:
-    """A tree learns from a window of fresh records; the gradient policy learned from every record already."""
-    settings = replace(SETTINGS, tiers=("tree", "gradient"), retrain_every=2000)
+def rejecting(retrain_every: int, events: int) -> tuple[SlotLadder, list[tuple[str, str, float]]]:
+    """A hero whose gate rejects every challenger, fed ``events``: its ladder and its (transition, tier, at)
+    for each challenger trained and rejected (``at``: the feed's ticks, steps of 50 events)."""
+    settings = replace(SETTINGS, tiers=("tree", "gradient"), retrain_every=retrain_every)
     cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
                                                                                       min_events=500))
                                       for s in CONFIG.slots))  # fmt: skip
     lad = SlotLadder(cfg, "hero", settings, trainer, FakeGate(False), gradient=new_gradient_learner(cfg, "hero", None))
-    transitions = feed(lad, 9000, reward_of=lambda d: reward_for(d.item))
+    transitions = feed(lad, events, reward_of=lambda d: reward_for(d.item))
     decided = [(t["transition"], str(t.get("version")).split("-")[0], t["at"]) for t in transitions
                if t["transition"] in ("trained", "rejected")]  # fmt: skip
-    # trained tree, rejected, trained gradient, rejected, trained tree (ticks: the feed's steps of 50 events)
+    # trained tree, rejected, trained gradient, rejected, trained tree
     assert [d[:2] for d in decided[:5]] == [("trained", "tree"), ("rejected", "None"), ("trained", "gradient"),
                                            ("rejected", "None"), ("trained", "tree")], decided  # fmt: skip
+    return lad, decided
+
+
+def test_after_a_rejected_tree_the_gradient_policys_turn_starts_at_once_and_the_next_tree_waits() -> None:
+    """A tree learns from a window of fresh records; the gradient policy learned from every record already."""
+    retrain_every = 2000
+    _, decided = rejecting(retrain_every, 9000)
     assert decided[2][2] - decided[1][2] <= 50, decided  # the gradient's turn: at once, not retrain_every later
-    assert decided[4][2] - decided[3][2] >= settings.retrain_every, decided  # the next tree: fresh records
+    # the next tree: retrain_every fresh records after the last tree was trained, not after the gradient's rejection
+    assert decided[4][2] - decided[0][2] >= retrain_every, decided
+    assert decided[4][2] - decided[3][2] < retrain_every, decided
+
+
+def test_after_a_rejected_gradient_policy_a_tree_older_than_retrain_every_is_retrained_at_once() -> None:
+    """The gradient's turn (its shadow and gate) took longer than ``retrain_every``: the records a newer tree
+    needs are there already, so the slot does not wait another ``retrain_every`` on a stale tree or its rules."""
+    retrain_every = 300
+    lad, decided = rejecting(retrain_every, 3000)
+    assert decided[3][2] - decided[0][2] > retrain_every, decided  # the gradient's turn outlasted it
+    assert decided[4][2] - decided[3][2] <= 50, decided  # so the newer tree comes at once
+    assert lad.state.tree_trained_at > 0
+    restored = SlotState.from_json(lad.state.to_json())  # the mark survives a learner restart
+    assert restored.tree_trained_at == lad.state.tree_trained_at
 
 
 def tree_then_canary(holdout: float = 0.2) -> SlotLadder:
