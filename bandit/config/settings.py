@@ -129,7 +129,8 @@ class GradientSettings:
     kl_limit
         The trust region: when the mean KL divergence between the deployed
         snapshot and the learning policy over recent contexts reaches it, a new
-        snapshot is published.
+        snapshot is published; a batch whose step would go past it is cut back
+        to it (a line search), so no published step is larger.
     weight_clip
         Importance weights ``π/μ`` of the logged item are clipped here.
     ratio_clip

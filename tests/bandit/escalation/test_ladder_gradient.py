@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bandit.config import EscalationSettings, StoreConfig
-from bandit.escalation.ladder import SlotLadder
+from bandit.escalation.ladder import SlotLadder, build_policy
 from bandit.escalation.learner import Learner, new_gradient_learner
 from bandit.escalation.state import SlotState
 from bandit.policies.mixture import probe_pmf
@@ -313,3 +313,34 @@ def test_a_promoted_tree_that_breaks_its_guardrail_during_a_canary_goes_back_to_
     dropped = transitions[kinds(transitions).index("rollback")]
     assert "canary's live reward is below 50% of the incumbent's" in dropped["reason"]
     assert lad.state.challenger is None and lad.state.incumbent["tier"] == "rules"
+
+
+def test_after_its_promotion_the_gradient_policy_moves_one_trust_region_step_at_a_time_from_what_was_gated() -> None:
+    """While the fixed snapshot is gated and ramped the learner goes on learning, mostly from the incumbent's
+    picks, and that drift was never judged: the first snapshot after the promotion is one trust-region step
+    from the gated one, not the drifted learner (a KL of 0.40 here before the line search)."""
+    lad, _ = gradient_ladder(settings=replace(CANARY, min_events=2000), kl_limit=0.02)
+    reward = noisy_rewards({"c": 0.3, "d": 0.2})
+    transitions: list[dict] = []
+    first = 0
+    while "promoted" not in kinds(transitions) and first < 8000:
+        transitions += lad.observe(traffic(lad, 50, first, reward), now=float(first))
+        first += 50
+    gated = lad.state.incumbent["snapshot"]
+    fixed = transitions[kinds(transitions).index("trained")]
+    assert kinds(transitions)[-1] == "promoted" and gated["version"] == fixed["version"]
+    assert lad.gradient is not None and lad.gradient.learned > fixed["n"] + 2500  # it learned on meanwhile
+    while lad.state.incumbent["snapshot"]["version"] == gated["version"] and first < 12000:
+        published = lad.observe(traffic(lad, 50, first, reward), now=float(first))
+        first += 50
+    step = lad.state.incumbent["snapshot"]
+    assert published[-1]["transition"] == "published" and published[-1]["version"] == step["version"]
+    assert published[-1]["kl"] <= 0.02 * 1.01
+    # measured on what the workers serve: the gated snapshot's and the first step's probabilities
+    kls = []
+    for country in ("US", "DE", "JP"):
+        context = {"country": country, "device": "quest"}
+        p, q = (np.array(build_policy(lad.config, "hero", {"tier": "gradient", "snapshot": snapshot}).pmf(
+            context, list(CONFIG.catalog.ids))[0]) for snapshot in (gated, step))  # fmt: skip
+        kls.append(float(np.sum(p * np.log(p / q))))
+    assert np.mean(kls) <= 0.02 * 1.01, kls

@@ -125,6 +125,27 @@ def test_the_trust_region_bounds_each_published_step() -> None:
     assert [p for start in range(0, 3_000, 500) for p in wide.observe(serve(wide, 500, start))] == []
 
 
+def test_no_published_step_leaves_the_trust_region_even_when_one_batch_would_cross_it() -> None:
+    """A batch whose step would take the policy past ``kl_limit`` is cut back (TRPO's line search): every
+    published snapshot is within the limit of the one before on the shoppers it learned from."""
+    lrn = learner(kl_limit=0.02, learning_rate=1.0)  # steps large enough to cross the limit in one batch
+    contexts = [{"country": country, "device": "quest", "hour": 12} for country in RATES]
+    snapshots = [lrn.snapshot_]
+    for start in range(0, 6_000, 500):
+        published = lrn.observe(serve(lrn, 500, start))
+        assert all(0.02 <= p.kl <= 0.0202 for p in published), [p.kl for p in published]
+        snapshots += [p.snapshot for p in published]
+    assert len(snapshots) >= 6
+    for before, after in itertools.pairwise(snapshots):  # measured on what the workers serve, floor included
+        kls = []
+        for context in contexts:
+            p = np.array(GradientPolicy(lrn.config, lrn.config.slot("hero"), before).pmf(context, ITEMS)[0])
+            q = np.array(GradientPolicy(lrn.config, lrn.config.slot("hero"), after).pmf(context, ITEMS)[0])
+            kls.append(float(np.sum(p * np.log(p / q))))
+        assert np.mean(kls) <= 0.0202, kls
+    assert greedy(lrn) == BEST  # one step at a time, it still gets there
+
+
 def test_a_non_finite_update_is_dropped_and_the_last_snapshot_stays(monkeypatch: pytest.MonkeyPatch) -> None:
     lrn = learner()
     before = lrn.snapshot_
