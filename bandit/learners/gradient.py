@@ -417,9 +417,9 @@ class GradientLearner:
         When the batch's step would take the policy past the limit (on the batch's contexts), a backtracking
         line search as in TRPO (bisection on the segment from the deployed snapshot to the stepped actor)
         stops where the KL is between the limit and 1% above it, so the published snapshot is one trust-region
-        step from the last.  Without it one batch of 512 records moved
-        the VR hero's fresh policy by a KL of 2.9 against a limit of 0.05, and a promoted challenger, whose
-        learner went on learning while its fixed snapshot was gated, jumped at its first batch.
+        step from the last.  Without it one batch of 512 records moved the VR hero's fresh policy by a KL of 2.9
+        against a limit of 0.05, and a promoted challenger, whose learner went on learning while its fixed
+        snapshot was gated, jumped at its first batch.
         """
         limit = self.settings.kl_limit
         kl = self._kl(design, mask, deployed, actor)

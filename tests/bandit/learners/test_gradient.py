@@ -125,6 +125,16 @@ def test_the_trust_region_bounds_each_published_step() -> None:
     assert [p for start in range(0, 3_000, 500) for p in wide.observe(serve(wide, 500, start))] == []
 
 
+def served_kl(config: StoreConfig, slot: str, before: dict, after: dict, contexts: list[dict]) -> float:
+    """Mean ``KL(before ‖ after)`` over ``contexts`` of two snapshots' served probabilities (floor included)."""
+    kls = []
+    for context in contexts:
+        p, q = (np.array(GradientPolicy(config, config.slot(slot), s).pmf(context, list(config.catalog.ids))[0])
+                for s in (before, after))  # fmt: skip
+        kls.append(float(np.sum(p * np.log(p / q))))
+    return float(np.mean(kls))
+
+
 def test_no_published_step_leaves_the_trust_region_even_when_one_batch_would_cross_it() -> None:
     """A batch whose step would take the policy past ``kl_limit`` is cut back (TRPO's line search): every
     published snapshot is within the limit of the one before on the shoppers it learned from."""
@@ -136,13 +146,9 @@ def test_no_published_step_leaves_the_trust_region_even_when_one_batch_would_cro
         assert all(0.02 <= p.kl <= 0.0202 for p in published), [p.kl for p in published]
         snapshots += [p.snapshot for p in published]
     assert len(snapshots) >= 6
-    for before, after in itertools.pairwise(snapshots):  # measured on what the workers serve, floor included
-        kls = []
-        for context in contexts:
-            p = np.array(GradientPolicy(lrn.config, lrn.config.slot("hero"), before).pmf(context, ITEMS)[0])
-            q = np.array(GradientPolicy(lrn.config, lrn.config.slot("hero"), after).pmf(context, ITEMS)[0])
-            kls.append(float(np.sum(p * np.log(p / q))))
-        assert np.mean(kls) <= 0.0202, kls
+    for before, after in itertools.pairwise(snapshots):  # measured on what the workers serve
+        kl = served_kl(lrn.config, "hero", before, after, contexts)
+        assert kl <= 0.0202, kl
     assert greedy(lrn) == BEST  # one step at a time, it still gets there
 
 
