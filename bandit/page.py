@@ -221,7 +221,14 @@ class PageFiller:
             explanation = f"cold-start; {explanation}"
         tracker.record(decision.slot, item)
         index = decision.candidates.index(item)
-        return dataclasses.replace(decision, item=item, propensity=pmf[index], pmf=pmf, explanation=explanation)
+        arms = decision.arms
+        if arms is not None:
+            # The arms' weights (arms[k] / propensity) stay exact: 1 on the budget's draws, which no arm made, and
+            # the policy's own π_k / π otherwise, the arms having drawn as before (see Decision.arms).
+            scale = pmf[index] / decision.propensity
+            arms = {k: pmf[index] if u < share else p * scale for k, p in arms.items()}
+        return dataclasses.replace(decision, item=item, propensity=pmf[index], pmf=pmf, explanation=explanation,
+                                   arms=arms)  # fmt: skip
 
     def _count_publisher(
         self,

@@ -2,8 +2,8 @@
 
 The console script belongs to the service; this package adds its commands
 through the ``storefront.commands`` entry-point group (:func:`register`, see
-``pyproject.toml``): ``simulate``, ``bench simulate``, ``bench ladder`` and
-``bench ope``.  ``python -m simulator`` runs the same commands without the
+``pyproject.toml``): ``simulate`` and the ``bench`` commands of
+:mod:`simulator.bench`.  ``python -m simulator`` runs the same commands without the
 service.  Each command returns its exit code; a config or scenario that does
 not load raises :class:`~bandit.config.ConfigError`, printed by the caller
 with exit status 2.
@@ -18,13 +18,13 @@ import time
 from typing import Any
 
 from bandit.config import ConfigError, load_config
-from simulator.bench import evaluate, ladder, learn, ope, quality, vw_tune
+from simulator.bench import evaluate, guardrail, ladder, learn, ope, quality, vw_tune
 from simulator.bench import simulate as bench_simulate
 from simulator.progress import Progress
 from simulator.runner import PEERS, simulate
 from simulator.scenario import load_scenario, shipped_scenarios
 
-_BENCHMARKS = (bench_simulate, evaluate, ladder, learn, ope, quality, vw_tune)
+_BENCHMARKS = (bench_simulate, evaluate, guardrail, ladder, learn, ope, quality, vw_tune)
 
 
 def register(top: Any, bench: Any) -> None:

@@ -59,7 +59,7 @@ from typing import Any
 
 from bandit import tiers
 from bandit.config import EscalationSettings, StoreConfig
-from bandit.escalation.guardrail import ArmStats, guardrail_breached
+from bandit.escalation.guardrail import ArmStats, ControlPool, control_breached, guardrail_breached
 from bandit.escalation.records import RecordSlimmer
 from bandit.escalation.state import SlotState, arm_name, record_arm, snapshot_version, spec_arm
 from bandit.eventlog.events import is_learnable
@@ -114,6 +114,7 @@ class SlotLadder:
         self.buffer: deque[Mapping[str, Any]] = deque(maxlen=settings.train_window)
         self.since_challenger: list[Mapping[str, Any]] = []
         self.arms: dict[str, ArmStats] = {}
+        self.control: ControlPool | None = None  # a promoted slot's every decision, weighted for the guardrail
         self.slim = RecordSlimmer()
         self.health_errors = 0
         self._policy: LadderPolicy | None = None
@@ -148,9 +149,7 @@ class SlotLadder:
             self.buffer.append(record)
             if s.stage in ("shadow", "approval"):
                 self.since_challenger.append(record)
-            self.arms.setdefault(record_arm(record), ArmStats()).add(
-                float(record["reward"]), self.settings.guardrail_window
-            )
+            self._add_to_arms(record)
             if s.stage == "ramp":
                 s.step_since += 1
         if self.gradient is not None and learn:
@@ -241,15 +240,33 @@ class SlotLadder:
         pending = s.seen - s.challenger_since
         in_shadow = s.stage in ("shadow", "approval") and pending > 0
         self.since_challenger = list(records[-pending:]) if in_shadow else []
-        self.arms = {}
+        self._reset_arms()
         since = self._arms_since()
         if since is None:
             return
         for record in records:
             if float(record.get("ts", 0.0)) >= since:
-                self.arms.setdefault(record_arm(record), ArmStats()).add(
-                    float(record["reward"]), self.settings.guardrail_window
-                )
+                self._add_to_arms(record)
+
+    def _reset_arms(self) -> None:
+        self.arms = {}
+        self.control = None
+
+    def _add_to_arms(self, record: Mapping[str, Any]) -> None:
+        """One joined record into the guardrail's windows: its arm's, and a promoted slot's weighted control."""
+        reward = float(record["reward"])
+        self.arms.setdefault(record_arm(record), ArmStats()).add(reward, self.settings.guardrail_window)
+        s = self.state
+        if (
+            s.previous is None
+            or s.stage not in ("promoted", "canary", "shadow", "approval")
+            or not (self.settings.holdout > 0)
+        ):
+            return
+        if self.control is None:
+            capacity = math.ceil(self.settings.guardrail_window / max(self.settings.holdout, 0.005))
+            self.control = ControlPool(spec_arm(self.config, s.incumbent), spec_arm(self.config, s.previous), capacity)
+        self.control.add(reward, float(record["propensity"]), record.get("arms"))
 
     def _arms_since(self) -> float | None:
         """When the guardrail's arms were last reset: the canary's or the ramp's start, or the promotion (the
@@ -292,6 +309,8 @@ class SlotLadder:
         s = self.state
         if s.stage != "promoted" or s.previous is None or self.settings.holdout <= 0:
             return True
+        if self.control is not None and self.control.total:
+            return self.control.looked > 0
         need = self.settings.guardrail_min_events
         new = self.arms.get(spec_arm(self.config, s.incumbent))
         old = self.arms.get(spec_arm(self.config, s.previous))
@@ -379,7 +398,7 @@ class SlotLadder:
         self._to_shadow({"tier": "gradient", "snapshot": snapshot})
         if self.settings.canary > 0:
             self.state.stage = "canary"  # shadow's bookkeeping, with the challenger served at its share
-            self.arms = {}
+            self._reset_arms()
             reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live and learns from "
                       f"its own picks for {self.settings.canary_events:,} events; then its snapshot is fixed and "
                       f"gated")  # fmt: skip
@@ -442,7 +461,7 @@ class SlotLadder:
         s.stage = "ramp"
         s.ramp_step = 0
         s.step_since = 0
-        self.arms = {}
+        self._reset_arms()
         self.since_challenger = []
         return self._record(now, "ramp", reason, share=self.settings.ramp[0], **details)
 
@@ -468,7 +487,7 @@ class SlotLadder:
         s.challenger = None
         s.stage = "promoted"
         s.next_train_at = self._next_challenger_at(s.incumbent)  # after a tree, once the holdout judged it
-        self.arms = {}
+        self._reset_arms()
         if s.incumbent.get("tier") == "gradient" and self.gradient is not None:
             self.gradient.serving(s.incumbent["snapshot"])  # its trust region is measured from what serves
         return self._record(now, "promoted", reason, holdout=self.settings.holdout)
@@ -484,7 +503,10 @@ class SlotLadder:
         settings = self.settings
         if s.stage == "canary" and not promoted:  # still learning: only a canary far below it is dropped
             settings = replace(settings, guardrail_margin=max(settings.guardrail_margin, settings.canary_margin))
-        details = guardrail_breached(new, old, settings)
+        if promoted and self.control is not None and self.control.total:  # every decision, importance-weighted
+            details = control_breached(self.control, settings)
+        else:  # each arm's own rewards (a ramp, a canary, or records logged without the arms' probabilities)
+            details = guardrail_breached(new, old, settings)
         if details is None:
             return []
         if not promoted and s.stage != "ramp":  # a canary below the incumbent: dropped, the incumbent stays
@@ -503,7 +525,7 @@ class SlotLadder:
             # The incumbent goes back; a learning canary goes on, judged against the tier now serving (it has
             # learned from the same shoppers, and may be what follows them best)
             s.incumbent, s.previous = s.previous, None
-            self.arms = {}
+            self._reset_arms()
             return self._record(now, "rollback", f"{reason}; the canary goes on beside it", **details)
         return self._back_to(s.previous, now, "rollback", reason, **details)
 
@@ -513,7 +535,7 @@ class SlotLadder:
         s.next_train_at = self._next_challenger_at(s.challenger)
         s.challenger = None
         s.stage = "promoted" if s.previous is not None else "incumbent"
-        self.arms = {}
+        self._reset_arms()
         self.since_challenger = []
         return self._record(now, "rollback", reason, **details)
 
@@ -527,7 +549,7 @@ class SlotLadder:
         s.challenger = None
         s.stage = "incumbent"
         s.next_train_at = s.seen + self.settings.retrain_every
-        self.arms = {}
+        self._reset_arms()
         self.since_challenger = []
         return self._record(now, kind, reason, **details)
 

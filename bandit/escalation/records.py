@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Mapping
 from typing import Any
 
-_KEPT = ("event_id", "ts", "slot", "position", "chosen", "propensity", "reward", "tier", "policy_version")
+_KEPT = ("event_id", "ts", "slot", "position", "chosen", "propensity", "reward", "tier", "policy_version", "arms")
 
 
 class RecordSlimmer:
@@ -35,6 +35,9 @@ class RecordSlimmer:
         out["candidates"] = self._shapes.setdefault(candidates, candidates)
         out["context"] = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
                           for k, v in record["context"].items()}  # fmt: skip
+        arms = record.get("arms")
+        if arms is not None:
+            out["arms"] = {sys.intern(k): float(v) for k, v in arms.items()}
         pmf = record.get("pmf")
         out["pmf"] = None if pmf is None else array("d", pmf)
         return out

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bandit.config import StoreConfig
+from bandit.policies.base import arm_key
 
 STAGES = ("incumbent", "canary", "shadow", "approval", "ramp", "promoted")
 STATE_KIND = "storefront.ladder.v1"
@@ -75,9 +76,9 @@ def served_version(config: StoreConfig, spec: Mapping[str, Any]) -> str:
 def spec_arm(config: StoreConfig, spec: Mapping[str, Any]) -> str:
     """The guardrail's name for an arm: its served version, or ``gradient`` for the gradient tier, whose
     snapshots change as it learns (each trust-region step is one lineage, judged as one arm)."""
-    return "gradient" if spec.get("tier") == "gradient" else served_version(config, spec)
+    return arm_key(str(spec.get("tier")), served_version(config, spec))
 
 
 def record_arm(record: Mapping[str, Any]) -> str:
     """The guardrail's arm of a joined record (see :func:`spec_arm`)."""
-    return "gradient" if record.get("tier") == "gradient" else str(record.get("policy_version", ""))
+    return arm_key(str(record.get("tier")), str(record.get("policy_version", "")))

@@ -130,6 +130,8 @@ def joined_records(
         )
         if decision.get("shadow") is not None:  # the challenger's pmf, logged beside the served one
             out[-1]["shadow"] = decision["shadow"]
+        if decision.get("arms") is not None:  # each serving arm's probability of the item: the guardrail's weights
+            out[-1]["arms"] = decision["arms"]
         if deferred:  # ranked with deferred activation: learned from only if it was activated
             out[-1]["active"] = activated
         if actions:  # the request's own items among the candidates: what they were, for whoever reads the log

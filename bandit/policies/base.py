@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 from bandit.policies.sampling import sample_index, uniform_for
 
 
+def arm_key(tier: str, version: str) -> str:
+    """The guardrail's name for a serving arm: ``gradient`` for the gradient tier (its trust-region snapshots are
+    one lineage, judged as one arm), otherwise the exact policy version."""
+    return "gradient" if tier == "gradient" else str(version)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What was served in one slot and with what probability.
@@ -52,6 +58,12 @@ class Decision:
     shadow
         A challenger evaluated beside the served policy and not served:
         ``{"version", "tier", "pmf"}`` with ``pmf`` aligned with ``candidates``.
+    arms
+        When the slot's traffic is split between arms (a ramp, a canary, a
+        holdout): each arm's probability of ``item`` had it served the
+        decision alone, by the arm's guardrail name (:func:`arm_key`).  With
+        ``propensity`` it weights the reward for an off-policy estimate of
+        every arm from every decision (the guardrail's control).
     """
 
     slot: str
@@ -64,6 +76,7 @@ class Decision:
     policy_version: str
     explanation: str
     shadow: dict[str, Any] | None = None
+    arms: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -79,6 +92,8 @@ class Decision:
         }
         if self.shadow is not None:
             out["shadow"] = self.shadow
+        if self.arms is not None:
+            out["arms"] = self.arms
         return out
 
     @classmethod
@@ -94,6 +109,7 @@ class Decision:
             policy_version=data["policy_version"],
             explanation=data["explanation"],
             shadow=data.get("shadow"),
+            arms=data.get("arms"),
         )
 
 

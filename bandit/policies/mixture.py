@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bandit.policies.base import Decision, Policy
+from bandit.policies.base import Decision, Policy, arm_key
 from bandit.policies.sampling import sample_index, uniform_for
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class LadderPolicy(Policy):
 
     The served item is drawn from the arm chosen with ``uniform_for(event_id,
     slot + "/arm")``; the logged ``pmf`` is the mixture ``(1-share-h)·π₁ + share·π₂ + h·π₃``
-    (``h`` the holdout's share), and ``tier``/``policy_version`` name the arm that served.
+    (``h`` the holdout's share), and ``tier``/``policy_version`` name the arm that served; ``arms``
+    holds each arm's own probability of the served item (the primary's name wins a clash).
     If the secondary, the holdout or the shadow raises, the primary serves alone and
     ``on_error`` is told.
     """
@@ -164,8 +165,10 @@ class LadderPolicy(Policy):
         if probs[index] < max(probs):
             why = f"explore; {why}"
         mixture = self._mix(p_primary, [(share, p) for _, share, p, _ in arms])
+        served = {arm_key(policy.tier, policy.version): p[index] for policy, _, p, _ in reversed(arms)}
+        served[arm_key(self.primary.tier, self.primary.version)] = p_primary[index]
         return Decision(self.slot, position, candidates[index], mixture[index], tuple(candidates), tuple(mixture),
-                        arm.tier, arm.version, why)  # fmt: skip
+                        arm.tier, arm.version, why, arms=served)  # fmt: skip
 
     def with_request(self, baseline: str | None = None, items: Mapping[str, Item] | None = None) -> LadderPolicy:
         """Every arm scoped to the request (see :meth:`Policy.with_request`)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bandit.config import StoreConfig
-from bandit.escalation.guardrail import ArmStats
+from bandit.escalation.guardrail import ArmStats, ControlPool
 from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, wants_gradient, wants_ladder
 from bandit.escalation.state import SlotState
@@ -122,19 +122,22 @@ class _Memory:
     buffer: deque[Mapping[str, Any]]
     since_challenger: list[Mapping[str, Any]]
     arms: dict[str, ArmStats]
+    control: ControlPool | None
     health_errors: int
 
     @classmethod
     def take(cls, ladder: SlotLadder) -> _Memory:
         arms = {k: ArmStats(deque(v.rewards), v.total, v.looked) for k, v in ladder.arms.items()}
+        control = ladder.control.copy() if ladder.control is not None else None
         return cls(copy.deepcopy(ladder.state), copy.copy(ladder.buffer), list(ladder.since_challenger), arms,
-                   ladder.health_errors)  # fmt: skip
+                   control, ladder.health_errors)  # fmt: skip
 
     def restore(self, ladder: SlotLadder) -> None:
         ladder.state = self.state
         ladder.buffer = self.buffer
         ladder.since_challenger = self.since_challenger
         ladder.arms = self.arms
+        ladder.control = self.control
         ladder.health_errors = self.health_errors
 
 

@@ -96,3 +96,39 @@ def test_draws_replay_from_the_event_id_and_the_explanation_says_cold_start() ->
     assert picks == again
     budgeted = [d for d in picks if d.explanation.startswith("cold-start; ")]
     assert budgeted and all(d.item == "n" for d in budgeted)
+
+
+def test_the_arms_weights_stay_exact_through_the_budget() -> None:
+    """A promoted slot with a holdout, and a launch: each arm's logged probability over the propensity is the
+    arm's own weight (π_k / μ) when the arms drew, and 1 on the budget's draws, which no arm made."""
+    from bandit.escalation.ladder import build_policy
+    from bandit.policies.mixture import LadderPolicy
+    from bandit.policies.tree import SNAPSHOT_KIND
+
+    config = with_new_item()
+    tree = build_policy(config, "hero", {"tier": "tree", "snapshot": {
+        "kind": SNAPSHOT_KIND, "slot": "hero", "version": "tree-1", "config_version": config.version,
+        "rules": [{"name": "leaf", "when": {"country": "FR"}, "items": ["b"]}], "default": ["a"]}})  # fmt: skip
+    rules = build_policy(config, "hero", {"tier": "rules", "snapshot": None})
+    hero = LadderPolicy("hero", tree, rules, 0.1)
+    filler = PageFiller(config, {"hero": hero}, coldstart=ColdStart())
+    filler.coldstart.launch(["n"])
+    budget = arms_drew = 0
+    for k in range(600):
+        context = {"country": ("FR", "US")[k % 2]}
+        decision = filler.fill(context, f"e{k}", slots=["hero"]).decisions[0]
+        arms = decision.arms
+        assert arms is not None and set(arms) == {"tree-1", config.version}
+        assert 0.9 * arms["tree-1"] + 0.1 * arms[config.version] == pytest.approx(decision.propensity)
+        if decision.explanation.startswith("cold-start; "):
+            budget += 1
+            assert arms["tree-1"] == arms[config.version] == decision.propensity
+            continue
+        arms_drew += 1
+        index = decision.candidates.index(decision.item)
+        own = {"tree-1": tree.pmf(context, decision.candidates)[0][index],
+               config.version: rules.pmf(context, decision.candidates)[0][index]}  # fmt: skip
+        mixed = 0.9 * own["tree-1"] + 0.1 * own[config.version]
+        for name, p in own.items():
+            assert arms[name] / decision.propensity == pytest.approx(p / mixed)
+    assert budget > 50 and arms_drew > 300
