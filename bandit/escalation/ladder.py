@@ -36,7 +36,10 @@ meanwhile (a third arm), and the incumbent stays judged against it.
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
 one-sided z-test at ``guardrail_confidence`` over the last ``guardrail_window``
-rewards of each arm (at least ``guardrail_min_events`` each).  It looks again
+rewards of each arm (at least ``guardrail_min_events`` each).  After a
+promotion both tiers are estimated from every decision, importance-weighted
+by the arms' logged probabilities (:func:`~bandit.escalation.guardrail.control_breached`),
+so a thin holdout keeps the test's power.  It looks again
 only when both arms have replaced a quarter of their window (at least
 ``guardrail_min_events`` fresh rewards each), not after every batch: repeated
 looks at mostly the same rewards would roll back a tier that merely holds its
