@@ -169,7 +169,7 @@ class SlotLadder:
             return transitions
         self.health_errors = 0
         # A promoted incumbent is judged against its holdout (during a canary too), a canary against the incumbent
-        if s.previous is not None and s.stage in ("promoted", "canary", "shadow", "approval"):
+        if self._holdout_serving():
             guard = self._guard(now, promoted=True)
             if guard:
                 return transitions + guard
@@ -251,6 +251,10 @@ class SlotLadder:
             if float(record.get("ts", 0.0)) >= since:
                 self._add_to_arms(record)
 
+    def _holdout_serving(self) -> bool:
+        """A promoted incumbent with its previous tier as holdout (during a later canary, shadow or approval too)."""
+        return self.state.previous is not None and self.state.stage in ("promoted", "canary", "shadow", "approval")
+
     def _reset_arms(self) -> None:
         self.arms = {}
         self.control = None
@@ -260,11 +264,7 @@ class SlotLadder:
         reward = float(record["reward"])
         self.arms.setdefault(record_arm(record), ArmStats()).add(reward, self.settings.guardrail_window)
         s = self.state
-        if (
-            s.previous is None
-            or s.stage not in ("promoted", "canary", "shadow", "approval")
-            or not (self.settings.holdout > 0)
-        ):
+        if s.previous is None or not self._holdout_serving() or not self.settings.holdout > 0:  # (None: for mypy)
             return
         if self.control is None:
             capacity = math.ceil(self.settings.guardrail_window / max(self.settings.holdout, 0.005))
