@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,32 @@ def test_same_seed_same_learning(encoder: FeatureEncoder) -> None:
     train(b, 300)
     context = {"country": "US", "returning": True, "age": 20, "hour": 8}
     assert a.pmf(context, ["msfs", "synth", "re4"]) == b.pmf(context, ["msfs", "synth", "re4"])
+
+
+def test_the_direct_binding_learns_and_predicts_what_vws_own_wrapper_does(encoder: FeatureEncoder) -> None:
+    """The adapter calls VW's C++ binding directly (no Python ``Example`` per line); a second adapter fed the
+    same examples through ``vowpalwabbit.Workspace.learn``/``predict`` must end with the same numbers."""
+    fast, wrapped = ExploreADF(encoder, seed=5), ExploreADF(encoder, seed=5)
+    workspace = wrapped._workspace.get()
+    items = ["beat-saber", "msfs", "re4", "synth"]
+    rng = random.Random(3)
+    for k in range(400):
+        context = {"country": ["US", "JP", "DE"][k % 3], "returning": bool(k % 2), "age": 20 + k % 40, "hour": k % 24}
+        chosen = rng.randrange(4)
+        reward = float(rng.random() < 0.3 + 0.2 * chosen)
+        assert fast._workspace.predict_multi(fast._example(context, items)) == workspace.predict(
+            wrapped._example(context, items)
+        )
+        fast.learn(context, items, chosen, 0.25, reward)
+        workspace.learn(wrapped.labelled(context, items, chosen, 0.25, reward))
+    assert fast.pmf({"country": "US"}, items) != pytest.approx([0.25] * 4)  # it learned something
+    regressor, own = RewardRegressor(encoder, seed=2), RewardRegressor(encoder, seed=2)
+    for k in range(200):
+        context = {"country": ["US", "JP", "DE"][k % 3], "returning": bool(k % 2), "age": 20 + k % 40, "hour": k % 24}
+        regressor.learn(context, items[k % 4], float(k % 5))
+        own._workspace.get().learn(f"{own._label(float(k % 5))} {own.features(context, items[k % 4])}")
+    text = regressor.features(context, "msfs")
+    assert regressor._workspace.predict_line(text) == own._workspace.get().predict(text) != 0.0
 
 
 def test_workspace_refuses_to_cross_a_fork(encoder: FeatureEncoder) -> None:
@@ -250,13 +277,13 @@ def test_vw_policy_fulfils_the_policy_contract(encoder: FeatureEncoder) -> None:
 
 
 class _Recorder:
-    """Stands in for a VW workspace: remembers what ``learn`` was given."""
+    """Stands in for a VW workspace: remembers the text examples it was given to learn."""
 
     def __init__(self) -> None:
         self.learned: list[list[str]] = []
 
-    def learn(self, example: list[str]) -> None:
-        self.learned.append(example)
+    def learn(self, example: Sequence[str]) -> None:
+        self.learned.append(list(example))
 
 
 @pytest.mark.parametrize("reward", [-50.0, -1.0, 0.0, 0.5, 1.0, 13.9, 14.0, 20.0, 1e6])
@@ -280,7 +307,7 @@ def test_costs_fall_as_rewards_rise_and_negative_rewards_are_mapped_too() -> Non
 def test_learn_sends_vw_a_cost_inside_cb_min_cost_cb_max_cost(encoder: FeatureEncoder) -> None:
     learner = ExploreADF(encoder, "regcb", reward_scale=14.0)
     recorder = _Recorder()
-    learner._workspace.get = lambda: recorder  # type: ignore[method-assign]
+    learner._workspace.learn_multi = recorder.learn  # type: ignore[method-assign]
     for reward in (0.0, 1.0, 14.0, 20.0):  # 20 is above the interval: clipped to cost 0, and counted
         learner.learn({"country": "US"}, ["msfs", "synth"], 1, 0.5, reward)
     labels = [example[2].split(" ", 1)[0] for example in recorder.learned]
