@@ -92,7 +92,11 @@ class ColdStart:
         if not self._new:
             return []
         counts = self._counts
-        return [i for i in eligible if i in self._new and counts.get((slot, i), 0) < limit]
+        # the new items are few and their budgets soon spent: filter them first, the slot's candidates only then
+        pending = {i for i in self._new if counts.get((slot, i), 0) < limit}
+        if not pending:
+            return []
+        return [i for i in eligible if i in pending]
 
     def record(self, slot: str, item: str) -> None:
         """One impression of ``item`` in ``slot`` (only new items are counted)."""

@@ -29,10 +29,13 @@ class RecordSlimmer:
         for key in ("event_id", "slot", "chosen", "tier", "policy_version"):
             if isinstance(out.get(key), str):
                 out[key] = sys.intern(out[key])
-        candidates = tuple(sys.intern(c) for c in record["candidates"])
-        if len(self._shapes) >= self.max_shapes and candidates not in self._shapes:
-            self._shapes.clear()
-        out["candidates"] = self._shapes.setdefault(candidates, candidates)
+        candidates = tuple(record["candidates"])
+        shared = self._shapes.get(candidates)
+        if shared is None:  # a new candidate list: intern its ids once
+            if len(self._shapes) >= self.max_shapes:
+                self._shapes.clear()
+            shared = self._shapes[candidates] = tuple(sys.intern(c) for c in candidates)
+        out["candidates"] = shared
         out["context"] = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
                           for k, v in record["context"].items()}  # fmt: skip
         arms = record.get("arms")
