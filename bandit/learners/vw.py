@@ -321,9 +321,10 @@ class _Workspace:
         """The scalar prediction of one single-line example (a regressor's)."""
         ws = self.get()
         (example,) = ws._parse(text)
-        _pylibvw().vw.predict(ws, example)
+        lib = _pylibvw()
+        lib.vw.predict(ws, example)
         value = float(example.get_simplelabel_prediction())
-        _pylibvw().vw._finish_example(ws, example)
+        lib.vw._finish_example(ws, example)
         return value
 
     def learn_line(self, text: str) -> None:
