@@ -147,6 +147,7 @@ class Spool:
     def adopt_orphans(self) -> int:
         """Move the spools of dead processes into this one; returns how many entries were taken."""
         taken: list[dict[str, Any]] = []
+        claimed_paths: list[Path] = []
         for path in sorted(self.directory.glob("spool-*.jsonl")):
             if path == self.path or _alive(path):
                 continue
@@ -156,10 +157,12 @@ class Spool:
             except OSError:
                 continue
             taken += Spool(self.directory, 1 << 62, claimed.name).read()
-            claimed.unlink()
+            claimed_paths.append(claimed)
         if taken:
             self.rewrite(self.read() + taken)
             log.info("spool: adopted %d entries spooled by stopped workers", len(taken))
+        for claimed in claimed_paths:  # only once this spool holds their entries: a crash between loses nothing
+            claimed.unlink()
         return len(taken)
 
 

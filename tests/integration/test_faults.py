@@ -275,8 +275,9 @@ def test_serve_restarted_on_the_embedded_default_keeps_logs_tiers_and_the_spool(
     again = start_service(tmp_path, config)
     try:
         deadline = time.monotonic() + 30
-        while any((tmp_path / "data" / "spool").glob("spool-*.jsonl")) and time.monotonic() < deadline:
-            time.sleep(0.2)  # a new worker adopts the dead ones' spools and replays them
+        spool = tmp_path / "data" / "spool"
+        while (any(spool.glob("spool-*.jsonl")) or any(spool.glob("adopting-*"))) and time.monotonic() < deadline:
+            time.sleep(0.2)  # a new worker adopts the dead ones' spools (adopting-*, then its own) and replays them
         slots = requests.get(f"{again.url}/v1/slots", headers=KEY_HEADERS, timeout=10).json()
         assert slots["counts_available"] is True
         assert {s["slot"]: s["tier"] for s in slots["slots"]} == {"hero": "rules", "row-1": "rules", "row-2": "rules"}
