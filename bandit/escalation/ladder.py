@@ -32,6 +32,12 @@ shown, and its reward says so), as it does for a slot on the gradient tier
 from day one.  The guardrail watches the canary arm against the incumbent's
 live reward throughout; the holdout of an earlier promotion keeps its share
 meanwhile (a third arm), and the incumbent stays judged against it.
+On the first climb the canary does not wait for the tree: when a tree
+challenger above the rules goes to shadow, the gradient policy starts its
+canary beside it (``state.canary``), so it learns from its own picks while
+the tree is gated.  It pauses while the tree ramps; once the tree is
+promoted, rejected or dropped, it goes on as the slot's gradient challenger
+(stage ``canary``), its ``canary_events`` counted from its start.
 
 The **guardrail** (ramp or promoted → back): the new tier's live mean reward on
 its own traffic is below ``(1 − guardrail_margin)`` × the old tier's, by a
@@ -177,6 +183,8 @@ class SlotLadder:
             guard = self._guard(now, promoted=False)
             if guard:
                 return transitions + guard
+        if s.canary is not None and s.stage in ("incumbent", "promoted"):
+            return transitions + self._canary_goes_on(now)  # the tree beside it was promoted, rejected or dropped
         training = self.settings.mode != "off"  # off: no new challenger (an operator's ramp still completes)
         if training and s.stage in ("incumbent", "promoted") and s.seen >= s.next_train_at and self._settled():
             transitions += self._train(now)
@@ -204,6 +212,11 @@ class SlotLadder:
         """A new trust-region snapshot: it replaces a serving gradient incumbent (a challenger stays as gated)."""
         s = self.state
         snapshot = published.snapshot
+        if not s.frozen and s.canary is not None:
+            s.canary = {"tier": "gradient", "snapshot": snapshot}
+            return [self._record(now, "published", f"{published.reason}; the canary beside the tree moves to it",
+                                 version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
+                                 kl=round(published.kl, 6))]  # fmt: skip
         if not s.frozen and s.stage == "canary" and s.challenger and s.challenger.get("tier") == "gradient":
             s.challenger = {"tier": "gradient", "snapshot": snapshot}
             return [self._record(now, "published", f"{published.reason}; the canary moves to it",
@@ -275,7 +288,7 @@ class SlotLadder:
         """When the guardrail's arms were last reset: the canary's or the ramp's start, or the promotion (the
         holdout's start)."""
         s = self.state
-        if canary_serving(s, self.settings):
+        if canary_serving(s, self.settings):  # (beside a tree challenger too)
             return next((h["at"] for h in reversed(s.history) if h["transition"] == "canary"), -math.inf)
         if s.previous is not None and s.stage in ("promoted", "shadow", "approval"):
             # The promotion may have left the history's last 200 entries (a gradient incumbent records every
@@ -392,8 +405,53 @@ class SlotLadder:
             return [self._record(now, "no_change", "the tree found nothing that beats the rules; retrying later",
                                  version=snapshot.get("version"), n=snapshot.get("n"))]  # fmt: skip
         self._to_shadow({"tier": "tree", "snapshot": snapshot})
-        return [self._record(now, "trained", "challenger trained; evaluating in shadow",
-                             version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)]  # fmt: skip
+        trained = self._record(now, "trained", "challenger trained; evaluating in shadow",
+                               version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)  # fmt: skip
+        return [trained, *self._start_canary_beside_tree(now)]
+
+    def _start_canary_beside_tree(self, now: float) -> list[dict[str, Any]]:
+        """On the first climb (a tree challenger above the rules) the gradient policy's canary starts beside it.
+
+        Its turn would otherwise come only after the tree's gate, ramp and holdout (on the VR store ~100
+        simulated hours later), and what it learns from its own picks is what the gate needs to see.
+        """
+        s = self.state
+        if (
+            self.settings.canary <= 0
+            or "gradient" not in self.settings.tiers
+            or s.incumbent.get("tier") != "rules"
+            or not self._gradient_ready()
+        ):
+            return []
+        assert self.gradient is not None and self.gradient.snapshot_ is not None
+        snapshot = self.gradient.snapshot_
+        s.canary = {"tier": "gradient", "snapshot": snapshot}
+        s.canary_since = s.seen
+        self._reset_arms()
+        reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live beside the tree "
+                  f"challenger and learns from its own picks; the next challenger after the tree's verdict, "
+                  f"fixed and gated {self.settings.canary_events:,} events after this start")  # fmt: skip
+        return [self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                             share=self.settings.canary)]  # fmt: skip
+
+    def _canary_goes_on(self, now: float) -> list[dict[str, Any]]:
+        """The tree beside the canary has its verdict: the canary is now the slot's gradient challenger."""
+        s = self.state
+        assert s.canary is not None
+        canary, s.canary = s.canary, None
+        if not self._gradient_ready() or self.settings.canary <= 0:
+            return []
+        self._to_shadow(canary)
+        s.stage = "canary"
+        s.challenger_since = s.canary_since  # its canary_events count from its start beside the tree
+        self._reset_arms()
+        learned = s.seen - s.canary_since
+        reason = (
+            f"the canary that learned beside the tree goes on as the gradient challenger against "
+            f"{arm_name(s.incumbent)} ({learned:,} of its {self.settings.canary_events:,} events done)"
+        )
+        return [self._record(now, "canary", reason, version=canary["snapshot"].get("version"),
+                             n=canary["snapshot"].get("n"), share=self.settings.canary)]  # fmt: skip
 
     def _propose_gradient(self, now: float) -> list[dict[str, Any]]:
         assert self.gradient is not None and self.gradient.snapshot_ is not None
@@ -497,14 +555,15 @@ class SlotLadder:
 
     def _guard(self, now: float, promoted: bool) -> list[dict[str, Any]]:
         s = self.state
-        new_spec = s.incumbent if promoted else s.challenger
+        beside_tree = not promoted and s.canary is not None and s.stage != "ramp"
+        new_spec = s.incumbent if promoted else (s.canary if beside_tree else s.challenger)
         old_spec = s.previous if promoted else s.incumbent
         if new_spec is None or old_spec is None:
             return []
         new = self.arms.get(spec_arm(self.config, new_spec))
         old = self.arms.get(spec_arm(self.config, old_spec))
         settings = self.settings
-        if s.stage == "canary" and not promoted:  # still learning: only a canary far below it is dropped
+        if (s.stage == "canary" or beside_tree) and not promoted:  # still learning: only one far below is dropped
             settings = replace(settings, guardrail_margin=max(settings.guardrail_margin, settings.canary_margin))
         if promoted and self.control is not None and self.control.total:  # every decision, importance-weighted
             details = control_breached(self.control, settings)
@@ -512,6 +571,12 @@ class SlotLadder:
             details = guardrail_breached(new, old, settings)
         if details is None:
             return []
+        if beside_tree:  # dropped; the tree challenger stays in shadow
+            s.canary = None
+            self._reset_arms()
+            margin = settings.guardrail_margin
+            return [self._record(now, "rollback", f"the canary's live reward is below {1 - margin:.0%} of the "
+                                 "incumbent's; the tree challenger stays in shadow", **details)]  # fmt: skip
         if not promoted and s.stage != "ramp":  # a canary below the incumbent: dropped, the incumbent stays
             margin = settings.guardrail_margin
             return [self._drop_challenger(now, f"the canary's live reward is below {1 - margin:.0%} of the "
@@ -550,6 +615,7 @@ class SlotLadder:
         s.incumbent = incumbent
         s.previous = None
         s.challenger = None
+        s.canary = None
         s.stage = "incumbent"
         s.next_train_at = s.seen + self.settings.retrain_every
         self._reset_arms()
@@ -597,12 +663,18 @@ def build_policy(config: StoreConfig, slot: str, spec: Mapping[str, Any]) -> Pol
 
 
 def canary_serving(state: SlotState, settings: EscalationSettings) -> bool:
-    """True while a gradient challenger serves its canary share (stage ``canary``, and shadow or approval after)."""
-    return (
-        settings.canary > 0
-        and state.stage in ("canary", "shadow", "approval")
-        and (state.challenger or {}).get("tier") == "gradient"
-    )
+    """True while a gradient canary serves its share: a gradient challenger (stage ``canary``, and shadow or
+    approval after), or the canary beside a tree challenger in shadow or approval."""
+    return canary_spec(state, settings) is not None
+
+
+def canary_spec(state: SlotState, settings: EscalationSettings) -> dict[str, Any] | None:
+    """The arm spec the canary share serves, or None when no canary serves."""
+    if settings.canary <= 0 or state.stage not in ("canary", "shadow", "approval"):
+        return None
+    if state.canary is not None:
+        return state.canary
+    return state.challenger if (state.challenger or {}).get("tier") == "gradient" else None
 
 
 def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]], Policy],
@@ -610,13 +682,15 @@ def serving_policy(slot: str, state: SlotState, build: Callable[[dict[str, Any]]
     """The :class:`LadderPolicy` for a state; shares come from ``settings`` (defaults when None)."""
     settings = settings or EscalationSettings()
     primary = build(state.incumbent)
-    if canary_serving(state, settings):
+    spec = canary_spec(state, settings)
+    if spec is not None:
         assert state.challenger is not None
-        canary = build(state.challenger)
+        canary = build(spec)
+        shadow = canary if spec is state.challenger else build(state.challenger)  # beside a tree: the tree
         if state.previous and settings.holdout > 0:  # the promoted incumbent stays judged against its holdout
-            return LadderPolicy(slot, primary, canary, settings.canary, shadow=canary, probe=settings.probe,
+            return LadderPolicy(slot, primary, canary, settings.canary, shadow=shadow, probe=settings.probe,
                                 holdout=build(state.previous), holdout_share=settings.holdout)  # fmt: skip
-        return LadderPolicy(slot, primary, canary, settings.canary, shadow=canary, probe=settings.probe)
+        return LadderPolicy(slot, primary, canary, settings.canary, shadow=shadow, probe=settings.probe)
     if state.stage in ("shadow", "approval") and state.challenger:
         if state.previous and settings.holdout > 0:  # the last promotion's holdout goes on during shadow
             return LadderPolicy(slot, primary, build(state.previous), settings.holdout, shadow=build(state.challenger),

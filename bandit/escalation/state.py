@@ -22,6 +22,8 @@ class SlotState:
     incumbent: dict[str, Any] = field(default_factory=lambda: {"tier": "rules", "snapshot": None})
     previous: dict[str, Any] | None = None
     challenger: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None  # a gradient canary learning beside a tree challenger (see the ladder)
+    canary_since: int = 0  # value of `seen` when that canary started
     ramp_step: int = 0
     frozen: bool = False
     seen: int = 0  # joined learnable events observed, ever

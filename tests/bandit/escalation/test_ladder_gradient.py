@@ -207,10 +207,11 @@ def test_a_learning_canary_may_trail_the_incumbent_by_its_margin_but_a_fixed_one
 
 
 def test_above_a_newly_promoted_tree_the_canary_starts_once_the_holdout_has_judged_the_tree() -> None:
-    """The gradient policy has learned since day one: its canary does not wait ``retrain_every`` more events."""
+    """The gradient policy has learned since day one: its canary does not wait ``retrain_every`` more events.
+    (Here it was not ready when the tree was trained, so no canary learned beside the tree.)"""
     settings = replace(CANARY, tiers=("tree", "gradient"), holdout=0.5, retrain_every=2000)
     cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
-                                                                                      min_events=500))
+                                                                                      min_events=2500))
                                       for s in CONFIG.slots))  # fmt: skip
     lad = SlotLadder(cfg, "hero", settings, trainer, FirstPasses(), gradient=new_gradient_learner(cfg, "hero", None))
     transitions = feed(lad, 4000, reward_of=lambda d: reward_for(d.item))
@@ -274,8 +275,9 @@ def test_after_a_rejected_gradient_policy_a_tree_older_than_retrain_every_is_ret
 
 
 def tree_then_canary(holdout: float = 0.2) -> SlotLadder:
-    """A hero whose first tree is promoted (FirstPasses), with the gradient's canary at 30% started after it."""
-    settings = replace(CANARY, tiers=("tree", "gradient"), holdout=holdout, canary=0.3, canary_events=5000)
+    """A hero whose first tree is promoted (FirstPasses), with the gradient's canary at 30%: it starts beside the
+    tree in shadow and goes on after the tree's promotion (still learning for the tests' 8,500 events)."""
+    settings = replace(CANARY, tiers=("tree", "gradient"), holdout=holdout, canary=0.3, canary_events=9000)
     cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
                                                                                       min_events=500))
                                       for s in CONFIG.slots))  # fmt: skip
@@ -346,3 +348,104 @@ def test_after_its_promotion_the_gradient_policy_moves_one_trust_region_step_at_
     contexts = [{"country": country, "device": "quest"} for country in ("US", "DE", "JP")]
     kl = served_kl(lad.config, "hero", gated, step, contexts)
     assert kl <= 0.02 * 1.01, kl
+
+
+def tree_with_canary(passed: bool, **changes: Any) -> SlotLadder:
+    """A hero on rules whose first tree (trained at 600 events) gets the gradient's canary (30%) beside it."""
+    settings = replace(CANARY, tiers=("tree", "gradient"), canary=0.3, canary_events=3000, **changes)
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500, kl_limit=0.02))
+                                      for s in CONFIG.slots))  # fmt: skip
+    return SlotLadder(
+        cfg, "hero", settings, trainer, FakeGate(passed), gradient=new_gradient_learner(cfg, "hero", None)
+    )
+
+
+def test_on_the_first_climb_the_gradient_canary_learns_beside_the_tree_in_shadow() -> None:
+    lad = tree_with_canary(passed=False, min_events=2000)
+    transitions = feed(lad, 700, reward_of=noisy_rewards({"c": 0.3}))
+    assert kinds(transitions)[:2] == ["trained", "canary"], kinds(transitions)
+    trained, canary = transitions[:2]
+    assert trained["version"] == "tree-test" and canary["at"] == trained["at"] == 550
+    assert "beside the tree challenger" in canary["reason"] and canary["challenger"] == "tree:tree-test"
+    s = lad.state
+    assert s.stage == "shadow" and s.challenger["tier"] == "tree" and s.canary["tier"] == "gradient"
+    assert s.canary_since == 600
+    policy = lad.policy()
+    assert policy.primary.tier == "rules" and policy.secondary.tier == "gradient" and policy.share == 0.3
+    assert policy.shadow.tier == "tree" and policy.probe == lad.settings.probe
+    records = traffic(lad, 1000, start=700, reward_of=noisy_rewards({"c": 0.3}))
+    served = Counter(r["tier"] for r in records)
+    assert 240 < served["gradient"] < 360, served  # 30% of 1,000
+    assert all(r["shadow"]["version"] == "tree-test" for r in records)  # the tree is still evaluated beside
+    for r in records[:50]:  # the logged propensity is the mixture of the rules and the canary
+        probs = policy._pmf(r["context"], r["candidates"])[0]
+        assert r["propensity"] == pytest.approx(probs[r["candidates"].index(r["chosen"])])
+    # it learns from its own picks, and serves each new trust-region step
+    transitions = feed(lad, 1200, start=700, reward_of=noisy_rewards({"c": 0.3}))
+    moves = [t for t in transitions if t["transition"] == "published"]
+    assert moves and all(t["reason"].endswith("the canary beside the tree moves to it") for t in moves)
+    assert lad.state.canary["snapshot"]["version"] == moves[-1]["version"] and lad.state.stage == "shadow"
+    restored = SlotState.from_json(lad.state.to_json())  # a learner restart keeps it
+    assert restored.canary == lad.state.canary and restored.canary_since == 600
+
+
+def test_after_the_trees_rejection_the_canary_beside_it_goes_on_its_events_counted_from_its_start() -> None:
+    lad = tree_with_canary(passed=False)  # the gate looks at 200 shadow events
+    transitions = feed(lad, 1000, reward_of=noisy_rewards({"c": 0.3}))
+    steps = [t for t in transitions if t["transition"] != "published"]
+    assert kinds(steps)[:4] == ["trained", "canary", "rejected", "canary"], kinds(steps)
+    goes_on = steps[3]
+    assert goes_on["reason"].startswith("the canary that learned beside the tree goes on as the gradient challenger")
+    assert goes_on["at"] - steps[2]["at"] <= 50 and goes_on["incumbent"] == "rules"
+    s = lad.state
+    assert s.stage == "canary" and s.challenger["tier"] == "gradient" and s.canary is None
+    assert s.challenger_since == 600
+    transitions = feed(lad, 3000, start=1000, reward_of=noisy_rewards({"c": 0.3}))
+    fixed = transitions[kinds(transitions).index("trained")]
+    assert "fixed as the challenger" in fixed["reason"] and fixed["at"] == 3550  # 3,000 events after 600
+
+
+def test_the_canary_pauses_while_the_tree_ramps_and_goes_on_against_the_promoted_tree_beside_its_holdout() -> None:
+    lad = tree_with_canary(passed=True, holdout=0.2)
+    feed(lad, 900, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.stage == "ramp" and lad.state.canary is not None
+    policy = lad.policy()
+    assert policy.secondary.tier == "tree" and policy.holdout is None and policy.shadow is None
+    assert not [r for r in traffic(lad, 200, start=900) if r["tier"] == "gradient"]  # paused
+    transitions = feed(lad, 1000, start=900, reward_of=lambda d: reward_for(d.item))
+    promoted = transitions[kinds(transitions).index("promoted")]
+    goes_on = transitions[kinds(transitions).index("canary")]
+    assert goes_on["at"] - promoted["at"] <= 50 and goes_on["incumbent"] == "tree:tree-test", goes_on
+    s = lad.state
+    assert s.stage == "canary" and s.challenger["tier"] == "gradient" and s.challenger_since == 600
+    policy = lad.policy()
+    assert policy.primary.tier == "tree" and policy.secondary.tier == "gradient" and policy.share == 0.3
+    assert policy.holdout.tier == "rules" and policy.holdout_share == 0.2
+
+
+def test_a_canary_far_below_the_rules_beside_the_tree_is_dropped_and_the_tree_stays_in_shadow() -> None:
+    lad = tree_with_canary(passed=False, min_events=4000)
+    transitions = feed(lad, 3000, reward_of=lambda d: 0.0 if d.tier == "gradient" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert rollback["reason"] == (
+        "the canary's live reward is below 50% of the incumbent's; the tree challenger stays in shadow"
+    )
+    s = lad.state
+    assert s.canary is None and s.stage == "shadow" and s.challenger["tier"] == "tree"
+    policy = lad.policy()
+    assert policy.secondary is None and policy.shadow.tier == "tree"
+
+
+def test_no_canary_beside_a_newer_tree_above_a_promoted_tree() -> None:
+    """Only the first climb: above a tree, the gradient policy and newer trees take turns."""
+    lad = tree_then_canary()
+    feed(lad, 2500, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.incumbent["tier"] == "tree"
+    lad.state.stage, lad.state.challenger, lad.state.previous = "promoted", None, None
+    lad.state.next_train_at = lad.state.seen
+    lad.state.history.append({"transition": "trained", "version": "gradient-x", "at": 2500.0})  # its turn was last
+    lad.trainer = lambda config, slot, records: {**trainer(config, slot, records), "version": "tree-newer"}
+    transitions = feed(lad, 50, start=2500, reward_of=lambda d: reward_for(d.item))
+    assert lad.state.stage == "shadow" and lad.state.challenger["tier"] == "tree", kinds(transitions)
+    assert lad.state.canary is None and "canary" not in kinds(transitions)
