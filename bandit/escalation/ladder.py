@@ -246,8 +246,8 @@ class SlotLadder:
     def adopt(self, state: SlotState) -> None:
         """Take a state another writer saved (the admin API); the evidence follows if the arms changed."""
         old, self.state = self.state, state
-        if (old.stage, old.incumbent, old.challenger, old.previous) != (
-            state.stage, state.incumbent, state.challenger, state.previous
+        if (old.stage, old.incumbent, old.challenger, old.previous, old.canary) != (
+            state.stage, state.incumbent, state.challenger, state.previous, state.canary
         ):  # fmt: skip
             self._rebuild(list(self.buffer))
 
@@ -439,8 +439,10 @@ class SlotLadder:
         s = self.state
         assert s.canary is not None
         canary, s.canary = s.canary, None
-        if not self._gradient_ready() or self.settings.canary <= 0:
-            return []
+        if self.settings.mode == "off" or self.settings.canary <= 0 or not self._gradient_ready():
+            self._reset_arms()
+            return [self._record(now, "rollback", "the canary beside the tree stops: escalation is off, or the "
+                                 "canary share is 0")]  # fmt: skip
         self._to_shadow(canary)
         s.stage = "canary"
         s.challenger_since = s.canary_since  # its canary_events count from its start beside the tree

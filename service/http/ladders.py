@@ -87,6 +87,7 @@ def slot_status(slot: SlotConfig, state: SlotState | None) -> dict[str, Any]:
         "holdout": holdout_share(slot, state),
         "incumbent_version": snapshot_version(state.incumbent) if state else None,
         "challenger_version": snapshot_version(state.challenger) if state else None,
+        "canary_version": snapshot_version(state.canary) if state else None,
         "frozen": bool(state.frozen) if state else False,
         "last_gate": state.last_gate if state else None,
     }

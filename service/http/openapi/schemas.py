@@ -22,8 +22,8 @@ from service.http.openapi.examples import EXAMPLE_EVENT_ID
 from service.http.openapi.reward_rule import reward_rule
 
 #: The escalation status fields of a slot, in ``/v1/slots`` and the admin API alike.
-LADDER_FIELDS = ("tier", "mode", "stage", "share", "holdout", "incumbent_version", "challenger_version", "frozen",
-                 "last_gate")  # fmt: skip
+LADDER_FIELDS = ("tier", "mode", "stage", "share", "holdout", "incumbent_version", "challenger_version",
+                 "canary_version", "frozen", "last_gate")  # fmt: skip
 
 
 def ladder_properties() -> dict[str, Any]:
@@ -40,7 +40,8 @@ def ladder_properties() -> dict[str, Any]:
             "enum": list(STAGES),
             "description": "Escalation stage: `incumbent` (no challenger), `canary` (a gradient challenger serves "
             "`share` of the traffic and follows its learner), `shadow` (challenger logged beside every decision, "
-            "served only as a gradient canary), `approval` (gate passed, waiting for an operator), `ramp`, "
+            "served only as a gradient canary; a tree challenger may have the gradient's canary beside it, see "
+            "`canary_version`), `approval` (gate passed, waiting for an operator), `ramp`, "
             "`promoted`.",
         },
         "share": {
@@ -59,6 +60,12 @@ def ladder_properties() -> dict[str, Any]:
         },
         "incumbent_version": {"type": ["string", "null"], "description": "Snapshot version of the incumbent model."},
         "challenger_version": {"type": ["string", "null"], "description": "Snapshot version of the challenger."},
+        "canary_version": {
+            "type": ["string", "null"],
+            "description": "Snapshot version of the gradient canary learning beside a tree challenger (the first "
+            "climb: it serves `share` of the traffic while the tree is in shadow, pauses during the tree's ramp, "
+            "then becomes the next challenger); null otherwise.",
+        },
         "frozen": {"type": "boolean", "description": "An operator froze the slot: no automatic transition."},
         "last_gate": {
             "type": ["object", "null"],

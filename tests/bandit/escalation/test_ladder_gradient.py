@@ -449,3 +449,15 @@ def test_no_canary_beside_a_newer_tree_above_a_promoted_tree() -> None:
     transitions = feed(lad, 50, start=2500, reward_of=lambda d: reward_for(d.item))
     assert lad.state.stage == "shadow" and lad.state.challenger["tier"] == "tree", kinds(transitions)
     assert lad.state.canary is None and "canary" not in kinds(transitions)
+
+
+def test_with_escalation_turned_off_the_canary_beside_the_tree_stops_at_the_trees_verdict() -> None:
+    lad = tree_with_canary(passed=False)
+    feed(lad, 700, reward_of=noisy_rewards({"c": 0.3}))
+    assert lad.state.canary is not None and lad.state.stage == "shadow"
+    lad.settings = replace(lad.settings, mode="off")  # an operator's reload: no new challenger
+    transitions = feed(lad, 300, start=700, reward_of=noisy_rewards({"c": 0.3}))
+    steps = [t for t in transitions if t["transition"] != "published"]
+    assert kinds(steps) == ["rejected", "rollback"] and "canary beside the tree stops" in steps[1]["reason"]
+    assert lad.state.stage == "incumbent" and lad.state.canary is None and lad.state.challenger is None
+    assert lad.policy().secondary is None

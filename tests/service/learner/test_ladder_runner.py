@@ -165,6 +165,30 @@ def test_workers_serve_a_gradient_canary_at_its_share_and_report_the_stage(
     assert slots["hero"]["challenger_version"] == canary["version"]
 
 
+def test_workers_serve_the_gradient_canary_beside_a_tree_in_shadow_and_report_both_versions(
+    client: FlaskClient, storage: RedisStorage, config: StoreConfig
+) -> None:
+    from bandit.escalation.ladder import build_policy
+    from bandit.escalation.learner import new_gradient_learner
+
+    learner = new_gradient_learner(config, "hero", None)
+    canary = learner.imitate(build_policy(config, "hero", {"tier": "rules", "snapshot": None})).snapshot
+    save(storage, state(config, "shadow", canary={"tier": "gradient", "snapshot": canary}))
+    tiers = []
+    for _ in range(200):
+        page = rank(client)
+        tiers.append(page["slots"][0]["tier"])
+        logged = logged_hero(storage, page["event_id"])
+        assert logged["shadow"]["version"] == "tree-test00001"  # the tree is still evaluated beside every decision
+        assert logged["propensity"] == pytest.approx(logged["pmf"][logged["candidates"].index(logged["item"])])
+    assert set(tiers) == {"rules", "gradient"} and 0.03 < tiers.count("gradient") / len(tiers) < 0.2  # share 0.1
+    slots = {s["slot"]: s for s in client.get("/v1/slots").get_json()["slots"]}
+    assert slots["hero"]["stage"] == "shadow" and slots["hero"]["share"] == 0.1
+    assert (
+        slots["hero"]["challenger_version"] == "tree-test00001" and slots["hero"]["canary_version"] == canary["version"]
+    )
+
+
 def test_shadow_is_logged_beside_the_decision_and_joined(
     client: FlaskClient, storage: RedisStorage, config: StoreConfig
 ) -> None:
