@@ -143,22 +143,34 @@ def test_workers_serve_a_new_ramp_without_restart_and_log_the_mixture(
     assert slots["row-1"]["stage"] == "incumbent" and slots["row-1"]["share"] == 0.0
 
 
-def test_workers_serve_a_gradient_canary_at_its_share_and_report_the_stage(
-    client: FlaskClient, storage: RedisStorage, config: StoreConfig
-) -> None:
+def gradient_canary(config: StoreConfig) -> dict[str, Any]:
+    """A gradient snapshot imitating the hero's rules, as a new canary serves."""
     from bandit.escalation.ladder import build_policy
     from bandit.escalation.learner import new_gradient_learner
 
     learner = new_gradient_learner(config, "hero", None)
-    canary = learner.imitate(build_policy(config, "hero", {"tier": "rules", "snapshot": None})).snapshot
+    return learner.imitate(build_policy(config, "hero", {"tier": "rules", "snapshot": None})).snapshot
+
+
+def hero_tiers(client: FlaskClient, storage: RedisStorage, n: int) -> list[dict[str, Any]]:
+    """The hero's logged decision of ``n`` ranked pages, each checked: its propensity is its pmf's."""
+    logged = []
+    for _ in range(n):
+        page = rank(client)
+        decision = logged_hero(storage, page["event_id"])
+        assert decision["tier"] == page["slots"][0]["tier"]
+        assert decision["propensity"] == pytest.approx(decision["pmf"][decision["candidates"].index(decision["item"])])
+        logged.append(decision)
+    return logged
+
+
+def test_workers_serve_a_gradient_canary_at_its_share_and_report_the_stage(
+    client: FlaskClient, storage: RedisStorage, config: StoreConfig
+) -> None:
+    canary = gradient_canary(config)
     save(storage, state(config, "canary", challenger={"tier": "gradient", "snapshot": canary}))
     share = config.slot("hero").escalation.canary
-    tiers = []
-    for _ in range(200):
-        page = rank(client)
-        tiers.append(page["slots"][0]["tier"])
-        logged = logged_hero(storage, page["event_id"])
-        assert logged["propensity"] == pytest.approx(logged["pmf"][logged["candidates"].index(logged["item"])])
+    tiers = [d["tier"] for d in hero_tiers(client, storage, 200)]
     assert set(tiers) == {"rules", "gradient"} and 0.03 < tiers.count("gradient") / len(tiers) < 0.2  # share 0.1
     slots = {s["slot"]: s for s in client.get("/v1/slots").get_json()["slots"]}
     assert slots["hero"]["stage"] == "canary" and slots["hero"]["share"] == share == 0.1
@@ -168,19 +180,11 @@ def test_workers_serve_a_gradient_canary_at_its_share_and_report_the_stage(
 def test_workers_serve_the_gradient_canary_beside_a_tree_in_shadow_and_report_both_versions(
     client: FlaskClient, storage: RedisStorage, config: StoreConfig
 ) -> None:
-    from bandit.escalation.ladder import build_policy
-    from bandit.escalation.learner import new_gradient_learner
-
-    learner = new_gradient_learner(config, "hero", None)
-    canary = learner.imitate(build_policy(config, "hero", {"tier": "rules", "snapshot": None})).snapshot
+    canary = gradient_canary(config)
     save(storage, state(config, "shadow", canary={"tier": "gradient", "snapshot": canary}))
-    tiers = []
-    for _ in range(200):
-        page = rank(client)
-        tiers.append(page["slots"][0]["tier"])
-        logged = logged_hero(storage, page["event_id"])
-        assert logged["shadow"]["version"] == "tree-test00001"  # the tree is still evaluated beside every decision
-        assert logged["propensity"] == pytest.approx(logged["pmf"][logged["candidates"].index(logged["item"])])
+    logged = hero_tiers(client, storage, 200)
+    assert all(d["shadow"]["version"] == "tree-test00001" for d in logged)  # the tree is still evaluated beside
+    tiers = [d["tier"] for d in logged]
     assert set(tiers) == {"rules", "gradient"} and 0.03 < tiers.count("gradient") / len(tiers) < 0.2  # share 0.1
     slots = {s["slot"]: s for s in client.get("/v1/slots").get_json()["slots"]}
     assert slots["hero"]["stage"] == "shadow" and slots["hero"]["share"] == 0.1
