@@ -212,20 +212,16 @@ class SlotLadder:
         """A new trust-region snapshot: it replaces a serving gradient incumbent (a challenger stays as gated)."""
         s = self.state
         snapshot = published.snapshot
+        moved = {"tier": "gradient", "snapshot": snapshot}
         if not s.frozen and s.canary is not None:
-            s.canary = {"tier": "gradient", "snapshot": snapshot}
-            return [self._record(now, "published", f"{published.reason}; the canary beside the tree moves to it",
-                                 version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
-                                 kl=round(published.kl, 6))]  # fmt: skip
-        if not s.frozen and s.stage == "canary" and s.challenger and s.challenger.get("tier") == "gradient":
-            s.challenger = {"tier": "gradient", "snapshot": snapshot}
-            return [self._record(now, "published", f"{published.reason}; the canary moves to it",
-                                 version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
-                                 kl=round(published.kl, 6))]  # fmt: skip
-        if s.frozen or s.incumbent.get("tier") != "gradient":
+            s.canary, who = moved, "the canary beside the tree"
+        elif not s.frozen and s.stage == "canary" and s.challenger and s.challenger.get("tier") == "gradient":
+            s.challenger, who = moved, "the canary"
+        elif not s.frozen and s.incumbent.get("tier") == "gradient":
+            s.incumbent, who = moved, "the gradient incumbent"
+        else:
             return []
-        s.incumbent = {"tier": "gradient", "snapshot": snapshot}
-        return [self._record(now, "published", f"{published.reason}; the gradient incumbent moves to it",
+        return [self._record(now, "published", f"{published.reason}; {who} moves to it",
                              version=snapshot.get("version"), n=snapshot.get("n"), step=snapshot.get("step"),
                              kl=round(published.kl, 6))]  # fmt: skip
 
@@ -431,8 +427,12 @@ class SlotLadder:
         reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live beside the tree "
                   f"challenger and learns from its own picks; the next challenger after the tree's verdict, "
                   f"fixed and gated {self.settings.canary_events:,} events after this start")  # fmt: skip
-        return [self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
-                             share=self.settings.canary)]  # fmt: skip
+        return [self._canary_record(now, reason, snapshot)]
+
+    def _canary_record(self, now: float, reason: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        """The history entry of a gradient canary starting or going on: its snapshot and its traffic share."""
+        return self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                            share=self.settings.canary)  # fmt: skip
 
     def _canary_goes_on(self, now: float) -> list[dict[str, Any]]:
         """The tree beside the canary has its verdict: the canary is now the slot's gradient challenger."""
@@ -452,8 +452,7 @@ class SlotLadder:
             f"the canary that learned beside the tree goes on as the gradient challenger against "
             f"{arm_name(s.incumbent)} ({learned:,} of its {self.settings.canary_events:,} events done)"
         )
-        return [self._record(now, "canary", reason, version=canary["snapshot"].get("version"),
-                             n=canary["snapshot"].get("n"), share=self.settings.canary)]  # fmt: skip
+        return [self._canary_record(now, reason, canary["snapshot"])]
 
     def _propose_gradient(self, now: float) -> list[dict[str, Any]]:
         assert self.gradient is not None and self.gradient.snapshot_ is not None
@@ -465,8 +464,7 @@ class SlotLadder:
             reason = (f"the gradient policy serves {self.settings.canary:.0%} of the traffic live and learns from "
                       f"its own picks for {self.settings.canary_events:,} events; then its snapshot is fixed and "
                       f"gated")  # fmt: skip
-            return [self._record(now, "canary", reason, version=snapshot.get("version"), n=snapshot.get("n"),
-                                 share=self.settings.canary)]  # fmt: skip
+            return [self._canary_record(now, reason, snapshot)]
         reason = "the gradient policy's snapshot is the challenger; evaluating in shadow"
         return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
                              step=snapshot.get("step"))]  # fmt: skip
