@@ -466,8 +466,12 @@ class SlotLadder:
                       f"gated")  # fmt: skip
             return [self._canary_record(now, reason, snapshot)]
         reason = "the gradient policy's snapshot is the challenger; evaluating in shadow"
-        return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
-                             step=snapshot.get("step"))]  # fmt: skip
+        return [self._fixed_record(now, reason, snapshot)]
+
+    def _fixed_record(self, now: float, reason: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        """The history entry of a gradient snapshot fixed as the challenger the gate judges."""
+        return self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
+                            step=snapshot.get("step"))  # fmt: skip
 
     def _fix_canary(self, now: float) -> list[dict[str, Any]]:
         """The canary has learned on its own traffic: its latest snapshot is the challenger the gate judges on
@@ -476,8 +480,7 @@ class SlotLadder:
         snapshot = self.state.challenger["snapshot"]
         self._to_shadow({"tier": "gradient", "snapshot": snapshot})
         reason = "the canary's snapshot is fixed as the challenger; evaluating in shadow (still serving the canary)"
-        return [self._record(now, "trained", reason, version=snapshot.get("version"), n=snapshot.get("n"),
-                             step=snapshot.get("step"))]  # fmt: skip
+        return [self._fixed_record(now, reason, snapshot)]
 
     def _to_shadow(self, challenger: dict[str, Any]) -> None:
         s = self.state
@@ -504,6 +507,9 @@ class SlotLadder:
             last = s.gate_looks >= len(looks) or len(self.since_challenger) >= looks[-1]
             if not last and (high is None or high >= self.settings.min_lift):
                 next_look = looks[min(s.gate_looks, len(looks) - 1)]
+                newer = self._newer_gradient_snapshot()
+                if newer is not None:
+                    return self._refix_gradient(now, result, newer, next_look - looks[s.gate_looks - 1])
                 s.next_gate_at = s.challenger_since + next_look
                 return [self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; looking again at "
                                      f"{next_look} shadow events", gate=result)]  # fmt: skip
@@ -516,6 +522,40 @@ class SlotLadder:
             s.stage = "approval"
             return [self._record(now, "awaiting_approval", "gate passed; waiting for an operator", gate=result)]
         return [self._start_ramp(now, "gate passed", gate=result)]
+
+    def _newer_gradient_snapshot(self) -> dict[str, Any] | None:
+        """The learner's newest snapshot when the gated challenger is an older one of the same gradient learner."""
+        s = self.state
+        if s.challenger is None or s.challenger.get("tier") != "gradient" or self.gradient is None:
+            return None
+        newest = self.gradient.snapshot_
+        if newest is None or newest.get("version") == snapshot_version(s.challenger):
+            return None
+        return newest
+
+    def _refix_gradient(self, now: float, result: Mapping[str, Any], snapshot: dict[str, Any],
+                        fresh: int) -> list[dict[str, Any]]:  # fmt: skip
+        """An undecided look at a gradient challenger: the learner's newest snapshot is judged at the next look.
+
+        The learner went on learning while its fixed snapshot was gated (the canary share still serves it), so
+        the next look judges the newest snapshot, on the ``fresh`` events after this point, which it was not
+        trained on; each look still spends only its Bonferroni share of the error rate, whichever snapshot it
+        judges, so the chance that any look promotes a snapshot no better than the incumbent stays within
+        ``1 − confidence``.  The looks keep their schedule: the last one comes as many events after the first
+        as it would have for one fixed snapshot.
+        """
+        s = self.state
+        looks = self.settings.looks()
+        s.challenger = {"tier": "gradient", "snapshot": snapshot}
+        s.challenger_since = s.seen
+        s.next_gate_at = s.seen + fresh
+        self.since_challenger = []
+        waited = self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; the learner's newest "
+                              f"snapshot is judged at look {s.gate_looks + 1} of {len(looks)}, on the next "
+                              f"{fresh:,} events", gate=result)  # fmt: skip
+        served = " (the canary serves it)" if self.settings.canary > 0 else ""
+        reason = f"the learner's newest snapshot is fixed as the challenger; evaluating in shadow{served}"
+        return [waited, self._fixed_record(now, reason, snapshot)]
 
     def _start_ramp(self, now: float, reason: str, **details: Any) -> dict[str, Any]:
         s = self.state

@@ -129,6 +129,9 @@ def _challengers(history: list[dict[str, Any]], snapshots: Mapping[str, dict[str
     for h in history:
         kind = h["transition"]
         if kind == "trained":
+            if current is not None and current.decided_at is None:  # an undecided gradient snapshot, replaced
+                current.decided_at = h["at"]
+                current.outcome = "replaced by the learner's newer snapshot"
             current = Challenger(h["version"], h["at"], int(h.get("exceptions", 0)), incumbent,
                                  snapshots[h["version"]])  # fmt: skip
             out.append(current)

@@ -186,6 +186,46 @@ def test_the_canary_keeps_serving_while_the_fixed_challenger_is_gated() -> None:
     assert gate.calls == [2000] and lad.state.stage == "incumbent" and lad.state.challenger is None  # rejected
 
 
+class UndecidedGate:
+    """A gate whose looks are all undecided (the interval straddles zero); it keeps what it judged."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, float]] = []
+
+    def __call__(self, config: Any, slot: str, records: list, challenger: Any, incumbent: Any, settings: Any) -> dict:
+        self.calls.append((challenger.version, len(records), settings.confidence))
+        return {"passed": False, "reason": "[-5%, +20%]", "relative_lift_low": -0.05, "relative_lift_high": 0.2}
+
+
+def test_an_undecided_look_at_a_gradient_challenger_judges_the_learners_newest_snapshot_next() -> None:
+    settings = replace(CANARY, min_events=200, max_events=800, confidence=0.95)  # looks at 200, 400, 800
+    gate = UndecidedGate()
+    cfg = config(kl_limit=0.02)
+    lad = SlotLadder(cfg, "hero", settings, trainer, gate, gradient=new_gradient_learner(cfg, "hero", None))
+    transitions, start = [], 0
+    while "gate_wait" not in kinds(transitions):
+        transitions += feed(lad, 50, start=start, reward_of=noisy_rewards({"c": 0.3}))
+        start += 50
+    # The first look was undecided: the learner's newest snapshot is the challenger now, and the canary serves it
+    waited = transitions[kinds(transitions).index("gate_wait")]
+    refixed = transitions[-1]
+    assert refixed["transition"] == "trained" and refixed["version"] == lad.gradient.snapshot_["version"]
+    assert "look 2 of 3, on the next 200 events" in waited["reason"]
+    assert lad.state.stage == "shadow" and lad.state.challenger["snapshot"]["version"] == refixed["version"]
+    assert lad.policy().secondary.version == refixed["version"]
+    transitions += feed(lad, 1200, start=start, reward_of=noisy_rewards({"c": 0.3}))
+    transitions = transitions[: kinds(transitions).index("rejected") + 1]
+    fixed = [t["version"] for t in transitions if t["transition"] == "trained"]
+    steps = [k for k in kinds(transitions) if k != "published"]
+    assert steps[-6:] == ["trained", "gate_wait", "trained", "gate_wait", "trained", "rejected"], steps
+    # Each look judged a different snapshot, on the events after it was fixed only, on the looks' schedule
+    # (200, then 400 − 200, then 800 − 400 fresh events), each with its Bonferroni share of the error rate.
+    assert [v for v, _, _ in gate.calls] == fixed[-3:] and len(set(fixed[-3:])) == 3
+    assert [n for _, n, _ in gate.calls] == [200, 200, 400]
+    assert [c for _, _, c in gate.calls] == pytest.approx([1 - 0.05 / 3] * 3)
+    assert lad.state.last_gate is not None and lad.state.last_gate["look"] == 3  # rejected at the last look
+
+
 def test_a_canary_earning_less_than_the_incumbent_is_dropped_by_the_guardrail() -> None:
     lad, _ = gradient_ladder(settings=CANARY)
     transitions = feed(lad, 3000, reward_of=lambda d: 0.0 if d.tier == "gradient" else 1.0)

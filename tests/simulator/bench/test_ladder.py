@@ -120,3 +120,24 @@ def test_bench_ladder_prints_the_gate_beside_the_truth(tmp_path, capsys) -> None
     assert phases["after promoted"]["lift"] > 0.15
     assert main([*argv[:-2], "--slot", "nope"]) == 2
     assert "unknown slot 'nope'" in capsys.readouterr().err
+
+
+def test_a_gradient_snapshot_replaced_at_an_undecided_look_is_its_own_challenger_closed_at_the_replacement() -> None:
+    from simulator.bench.ladder import _challengers
+
+    snapshots = {v: {"tier": "gradient", "snapshot": {"version": v}} for v in ("gradient-a", "gradient-b")}
+    history = [
+        {"transition": "trained", "version": "gradient-a", "at": 10.0},
+        {"transition": "gate_wait", "at": 20.0, "gate": {"look": 1}},
+        {"transition": "trained", "version": "gradient-b", "at": 20.0},
+        {"transition": "rejected", "at": 40.0, "gate": {"look": 2}},
+    ]
+    first, second = _challengers(history, snapshots, CONFIG)
+    assert (first.version, first.decided_at, first.gate) == ("gradient-a", 20.0, {"look": 1})
+    assert first.outcome == "replaced by the learner's newer snapshot"
+    assert (second.version, second.trained_at, second.decided_at, second.outcome) == (
+        "gradient-b",
+        20.0,
+        40.0,
+        "rejected",
+    )
