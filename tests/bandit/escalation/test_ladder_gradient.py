@@ -430,6 +430,21 @@ def test_on_the_first_climb_the_gradient_canary_learns_beside_the_tree_in_shadow
     assert restored.canary == lad.state.canary and restored.canary_since == 600
 
 
+def test_an_operators_rollback_during_the_trees_shadow_drops_the_tree_and_the_canary_goes_on_until_a_second() -> None:
+    lad = tree_with_canary(passed=False, min_events=2000)
+    feed(lad, 900, reward_of=noisy_rewards({"c": 0.3}))
+    assert lad.state.stage == "shadow" and lad.state.canary is not None
+    dropped = lad.act("rollback", now=900.0)
+    assert (
+        dropped["transition"] == "rollback" and lad.state.challenger is None and lad.state.incumbent["tier"] == "rules"
+    )
+    transitions = feed(lad, 50, start=900, reward_of=noisy_rewards({"c": 0.3}))
+    assert kinds(transitions)[-1] == "canary" and lad.state.stage == "canary"  # the canary is the challenger now
+    assert lad.state.challenger["tier"] == "gradient" and lad.state.canary is None
+    lad.act("rollback", now=950.0)
+    assert lad.state.stage == "incumbent" and lad.state.challenger is None and lad.policy().secondary is None
+
+
 def test_after_the_trees_rejection_the_canary_beside_it_goes_on_its_events_counted_from_its_start() -> None:
     lad = tree_with_canary(passed=False)  # the gate looks at 200 shadow events
     transitions = feed(lad, 1000, reward_of=noisy_rewards({"c": 0.3}))
