@@ -482,12 +482,14 @@ class SlotLadder:
         reason = "the canary's snapshot is fixed as the challenger; evaluating in shadow (still serving the canary)"
         return [self._fixed_record(now, reason, snapshot)]
 
-    def _to_shadow(self, challenger: dict[str, Any]) -> None:
+    def _to_shadow(self, challenger: dict[str, Any], first_look: int | None = None, looks_done: int = 0) -> None:
+        """``challenger`` goes to shadow, its evidence from now on; the gate looks ``first_look`` events later
+        (``min_events`` unless given), with ``looks_done`` of the looks' error budget already spent."""
         s = self.state
         s.challenger = challenger
         s.challenger_since = s.seen
-        s.next_gate_at = s.seen + self.settings.min_events
-        s.gate_looks = 0
+        s.next_gate_at = s.seen + (self.settings.min_events if first_look is None else first_look)
+        s.gate_looks = looks_done
         self.since_challenger = []
         s.stage = "shadow"
 
@@ -546,10 +548,7 @@ class SlotLadder:
         """
         s = self.state
         looks = self.settings.looks()
-        s.challenger = {"tier": "gradient", "snapshot": snapshot}
-        s.challenger_since = s.seen
-        s.next_gate_at = s.seen + fresh
-        self.since_challenger = []
+        self._to_shadow({"tier": "gradient", "snapshot": snapshot}, first_look=fresh, looks_done=s.gate_looks)
         waited = self._record(now, "gate_wait", f"{result.get('reason', 'undecided')}; the learner's newest "
                               f"snapshot is judged at look {s.gate_looks + 1} of {len(looks)}, on the next "
                               f"{fresh:,} events", gate=result)  # fmt: skip
