@@ -96,7 +96,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -313,45 +313,49 @@ class _Workspace:
             raise RuntimeError("a VW workspace cannot be used across fork; create or clone the adapter in the child")
         return self._ws
 
-    # The four calls below go to VW's C++ binding (``pylibvw``) directly: ``Workspace.learn``/``predict`` on text
+    # The calls below go to VW's C++ binding (``pylibvw``) directly: ``Workspace.learn``/``predict`` on text
     # wrap every parsed line in a Python ``Example`` and look the label type up per line, which cost 3-4x the
     # learning itself on a 31-line ``cb_explore_adf`` example.  Same parser, same learner, same numbers.
 
-    def predict_line(self, text: str) -> float:
-        """The scalar prediction of one single-line example (a regressor's)."""
+    def _single(self, text: str, learn: bool, read: Callable[[Any], float] | None = None) -> float:
+        """Predict (or learn) one single-line example; ``read`` takes what is wanted from it before it is finished."""
         ws = self.get()
         (example,) = ws._parse(text)
         lib = _pylibvw()
-        lib.vw.predict(ws, example)
-        value = float(example.get_simplelabel_prediction())
+        (lib.vw.learn if learn else lib.vw.predict)(ws, example)
+        value = float(read(example)) if read is not None else 0.0
         lib.vw._finish_example(ws, example)
         return value
 
+    def _multi(self, lines: Sequence[str], learn: bool) -> list[float]:
+        """Predict (or learn) one multi-line (ADF) example; returns its action scores or probabilities."""
+        ws = self.get()
+        examples = ws._parse("\n".join(lines))
+        lib = _pylibvw()
+        (lib.vw.learn_multi if learn else lib.vw.predict_multi)(ws, examples)
+        scores = [] if learn else list(examples[0].get_action_scores())
+        lib.vw._finish_example_multi_ex(ws, examples)
+        return scores
+
+    def predict_line(self, text: str) -> float:
+        """The scalar prediction of one single-line example (a regressor's, after its link function)."""
+        return self._single(text, False, lambda example: example.get_simplelabel_prediction())
+
+    def raw_line(self, text: str) -> float:
+        """The raw score (before any link function) of one single-line example."""
+        return self._single(text, False, lambda example: example.get_partial_prediction())
+
     def learn_line(self, text: str) -> None:
         """Learn one labelled single-line example."""
-        ws = self.get()
-        (example,) = ws._parse(text)
-        lib = _pylibvw()
-        lib.vw.learn(ws, example)
-        lib.vw._finish_example(ws, example)
+        self._single(text, True)
 
     def predict_multi(self, lines: Sequence[str]) -> list[float]:
         """A multi-line (ADF) example's action scores or probabilities, indexed by action."""
-        ws = self.get()
-        examples = ws._parse("\n".join(lines))
-        lib = _pylibvw()
-        lib.vw.predict_multi(ws, examples)
-        scores = examples[0].get_action_scores()
-        lib.vw._finish_example_multi_ex(ws, examples)
-        return list(scores)
+        return self._multi(lines, False)
 
     def learn_multi(self, lines: Sequence[str]) -> None:
         """Learn one labelled multi-line (ADF) example."""
-        ws = self.get()
-        examples = ws._parse("\n".join(lines))
-        lib = _pylibvw()
-        lib.vw.learn_multi(ws, examples)
-        lib.vw._finish_example_multi_ex(ws, examples)
+        self._multi(lines, True)
 
     def save(self, path: str | Path) -> None:
         self.get().save(str(path))
@@ -683,23 +687,16 @@ class RewardRegressor:
             return np.array([self.predict(context, items) for context in contexts]).reshape(len(contexts), len(items))
         return out
 
-    def _raw(self, text: str) -> float:
-        ws = self._workspace.get()
-        example = ws.example(text)
-        ws.predict(example)
-        raw = float(example.get_partial_prediction())
-        ws.finish_example(example)
-        return raw
-
     def _item_base(self) -> np.ndarray:
         if self._base is None:
-            self._base = np.array([self._raw(self.encoder.action(item)) for item in self.encoder.items])
+            self._base = np.array([self._workspace.raw_line(self.encoder.action(item)) for item in self.encoder.items])
         return self._base
 
     def _term(self, name: str) -> np.ndarray:
         cached = self._terms.get(name)
         if cached is None:
-            probed = np.array([self._raw(f"|c {name}:1 {self.encoder.action(item)}") for item in self.encoder.items])
+            raw = self._workspace.raw_line
+            probed = np.array([raw(f"|c {name}:1 {self.encoder.action(item)}") for item in self.encoder.items])
             cached = self._terms[name] = probed - self._item_base()
         return cached
 
