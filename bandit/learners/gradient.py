@@ -17,7 +17,14 @@ Rewards are divided by the overall mean positive reward, so the knobs below
 mean the same in any store's units.  The critic also keeps a diagonal
 Laplace approximation of its weights' precision (the Fisher information
 ``Σ p(1 − p)`` per cross, plus a prior), which gives each candidate's logit
-a standard deviation ``σ̂(x, a)``.
+a standard deviation ``σ̂(x, a)``: its variance is the *mean* of its active
+crosses' variances, not their sum.  The crosses of a context and an item
+are seen together, so the sum would count the same evidence (and the same
+prior) once per cross: with 7 context and 6 item tokens an unseen candidate
+had a standard deviation of √42 ≈ 6.5 logits, which swamped any estimate.
+With the mean it is ``1/√prior`` for an unseen candidate, and an item whose
+shared crosses are well known but whose own crosses are not keeps the
+share of the uncertainty its own crosses carry.
 
 **Actor** (the policy).  ``π_θ(a | x) ∝ exp s_θ(x, a)`` over the eligible
 candidates.  Its objective on a record is the doubly-robust value of the
@@ -349,8 +356,8 @@ class GradientLearner:
             p_hit = 1.0 / (1.0 + np.exp(-logits))
             q = p_hit * values
             if s.optimism:
-                variance = np.asarray(design @ (1.0 / (precision + s.prior))) @ space.incidence.T
-                q_optimistic = values / (1.0 + np.exp(-(logits + s.optimism * np.sqrt(variance))))
+                spread = s.optimism * self.logit_std(design, precision)
+                q_optimistic = values / (1.0 + np.exp(-(logits + spread)))
             else:
                 q_optimistic = q
             # critic update on the logged item
@@ -403,6 +410,14 @@ class GradientLearner:
         if self.last_kl >= s.kl_limit:
             return self._publish("trust region reached", self.last_kl)
         return None
+
+    def logit_std(self, design: sparse.csr_matrix, precision: np.ndarray | None = None) -> np.ndarray:
+        """The critic's standard deviation of each candidate's logit, records × items (``design``'s columns are
+        the rows of ``precision``, by default all context buckets): the root of its active crosses' mean variance."""
+        precision = self.precision if precision is None else precision
+        crosses = np.outer(np.asarray(design.sum(axis=1)).ravel(), self.space.tokens)
+        total = np.asarray(design @ (1.0 / (precision + self.settings.prior))) @ self.space.incidence.T
+        return np.sqrt(total / np.maximum(crosses, 1.0))
 
     def _kl(self, design: sparse.csr_matrix, mask: np.ndarray, deployed: np.ndarray, actor: np.ndarray) -> float:
         """Mean ``KL(π_deployed ‖ π_actor)`` over the batch's contexts (``deployed``: the snapshot's probabilities)."""

@@ -113,6 +113,22 @@ def test_a_fairness_weight_spreads_exposure_over_publishers_at_a_small_cost() ->
     assert fair[1] > 0.85 * selfish[1], (fair, selfish)  # ...for a small loss of reward
 
 
+def test_the_critics_uncertainty_is_one_prior_deviation_for_an_unseen_candidate_and_shrinks_where_it_looks() -> None:
+    lrn = learner(prior=4.0)
+    us = {"country": "US", "device": "quest", "hour": 12}
+    design = lrn.space.design([us])
+    column = {item: k for k, item in enumerate(lrn.space.items)}
+    # Before any record every logit has the prior's deviation, 1/√prior, however many crosses it has (not √crosses).
+    assert np.allclose(lrn.logit_std(design), 0.5)
+    # Only `a` is shown in the US: its deviation shrinks there; an item sharing none of its crosses keeps the prior's.
+    records = [{"slot": "hero", "tier": "rules", "context": us, "candidates": ITEMS, "chosen": "a",
+                "propensity": 1.0, "reward": float(i % 5 == 0)} for i in range(1_000)]  # fmt: skip
+    lrn.observe(records)
+    std = lrn.logit_std(design)[0]
+    assert std[column["a"]] < 0.15, std
+    assert std[column["a"]] < std[column["c"]] <= 0.5 + 1e-9
+
+
 def test_the_trust_region_bounds_each_published_step() -> None:
     lrn = learner(kl_limit=0.02)
     published = []
