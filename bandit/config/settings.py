@@ -118,9 +118,9 @@ class GradientSettings:
     optimism
         The critic's estimate is raised by this many standard deviations of its
         logit before the actor sees it (optimism in the face of uncertainty).
-        0 by default: on the shipped scenarios the entropy's softmax, which
-        explores among items of close value and ignores the clearly worse,
-        explored better.
+        0 by default; the example config's hero uses 0.5, where it helped the
+        ladder's hero find a game its critic underrated through features it
+        shares with a weaker one (docs/ladder.md, "Optimism").
     min_exploration
         Share of the traffic spread evenly over the candidates whatever the
         policy says: the floor that keeps every propensity usable for the next
