@@ -386,7 +386,9 @@ class SlotLadder:
             return [self._record(now, "train_skipped", f"the gradient policy has learned from {learned:,} of the "
                                  f"{need:,} records it needs before it is proposed")]  # fmt: skip
         if rung != "tree":
-            return []  # on the top rung: a gradient incumbent learns by itself
+            if incumbent_tier == "gradient" and (s.previous or {}).get("tier") == "tree":
+                return self._refresh_holdout(now)  # on the top rung the gradient incumbent learns by itself
+            return []
         try:
             snapshot = self.trainer(self.config, self.slot, list(self.buffer))
         except ValueError as exc:  # not enough data yet, and the like: try again later
@@ -404,6 +406,32 @@ class SlotLadder:
         trained = self._record(now, "trained", "challenger trained; evaluating in shadow",
                                version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)  # fmt: skip
         return [trained, *self._start_canary_beside_tree(now)]
+
+    def _refresh_holdout(self, now: float) -> list[dict[str, Any]]:
+        """On the top rung, the tree kept as the gradient incumbent's holdout is retrained on the newest records.
+
+        The holdout is the guardrail's control and the tier a rollback returns to.  A tree trained before a
+        launch or a drift, served to the holdout's share for the rest of the promotion, costs that share the
+        difference (on the launch scenario a pre-launch tree earns ~69% of the oracle) and makes a weak
+        control: the question the guardrail should answer is whether the gradient policy still beats what the
+        tree rung would serve now.  The new tree takes the holdout's place ungated, as its predecessor did when
+        it was promoted: it serves only the holdout's share, and serves more only if the guardrail finds it
+        better than the gradient policy on live rewards.  The guardrail's windows restart with it.
+        """
+        s = self.state
+        assert s.previous is not None
+        try:
+            snapshot = self.trainer(self.config, self.slot, list(self.buffer))
+        except ValueError as exc:  # not enough data yet, and the like: try again later
+            return [self._record(now, "train_skipped", str(exc))]
+        s.tree_trained_at = s.seen
+        if snapshot.get("version") == snapshot_version(s.previous):
+            return []  # the same tree: the holdout and the guardrail's windows go on
+        old, s.previous = arm_name(s.previous), {"tier": "tree", "snapshot": snapshot}
+        self._reset_arms()
+        reason = (f"the holdout's tree ({old}) is retrained on the newest {len(self.buffer):,} records; the "
+                  f"gradient incumbent is judged against it from now on")  # fmt: skip
+        return [self._record(now, "holdout", reason, version=snapshot.get("version"), n=snapshot.get("n"))]
 
     def _start_canary_beside_tree(self, now: float) -> list[dict[str, Any]]:
         """On the first climb (a tree challenger above the rules) the gradient policy's canary starts beside it.

@@ -196,7 +196,8 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
             entry["transitions"] = [
                 {"hour": round((h["at"] - start) / 3600.0, 2), "slot": h["slot"], "transition": h["transition"],
                  "version": h.get("version"), "serving": str(h.get("incumbent") or "").split(":")[0]}
-                for h in history() if h["transition"] in ("canary", "promoted", "rollback", "fallback", "trained")
+                for h in history()
+                if h["transition"] in ("canary", "promoted", "rollback", "fallback", "trained", "holdout")
             ]  # fmt: skip
             if shift is not None:
                 entry["rollback_after_drift"] = any(

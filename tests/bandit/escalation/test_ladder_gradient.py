@@ -14,7 +14,7 @@ from bandit.escalation.ladder import SlotLadder
 from bandit.escalation.learner import Learner, new_gradient_learner
 from bandit.escalation.state import SlotState
 from bandit.policies.mixture import probe_pmf
-from tests.bandit.escalation.test_ladder import CONFIG, FakeGate, feed, kinds, traffic, trainer
+from tests.bandit.escalation.test_ladder import CONFIG, SNAPSHOT, FakeGate, feed, kinds, traffic, trainer
 from tests.bandit.learners.test_gradient import served_kl
 
 SETTINGS = EscalationSettings(
@@ -516,3 +516,65 @@ def test_with_escalation_turned_off_the_canary_beside_the_tree_stops_at_the_tree
     assert kinds(steps) == ["rejected", "rollback"] and "canary beside the tree stops" in steps[1]["reason"]
     assert lad.state.stage == "incumbent" and lad.state.canary is None and lad.state.challenger is None
     assert lad.policy().secondary is None
+
+
+class Retrained:
+    """A tree trainer whose window teaches it something new up to its ``last`` training (then the same tree)."""
+
+    def __init__(self, last: int):
+        self.calls, self.last = 0, last
+
+    def __call__(self, config: Any, slot: str, records: list) -> dict:
+        self.calls += 1
+        n = min(self.calls, self.last)
+        if n == 1:
+            return dict(SNAPSHOT)
+        leaf = {"name": f"leaf-{n}", "when": {"country": "US"}, "items": ["c"]}  # what the newer window shows
+        return {**SNAPSHOT, "version": f"tree-test-{n}", "rules": [leaf, *SNAPSHOT["rules"][1:]]}
+
+
+def tree_then_gradient(last_new_tree: int) -> tuple[SlotLadder, Retrained]:
+    """A hero promoted to a tree, then to the gradient policy (every gate passes; no canary)."""
+    settings = replace(SETTINGS, tiers=("tree", "gradient"))
+    cfg = replace(CONFIG, slots=tuple(replace(s, escalation=settings, gradient=replace(s.gradient, batch=100,
+                                                                                      min_events=500))
+                                      for s in CONFIG.slots))  # fmt: skip
+    retrained = Retrained(last_new_tree)
+    gate = FakeGate(True)
+    return SlotLadder(
+        cfg, "hero", settings, retrained, gate, gradient=new_gradient_learner(cfg, "hero", None)
+    ), retrained
+
+
+def test_on_the_top_rung_the_tree_held_out_is_retrained_and_the_gradient_is_judged_against_the_newer_one() -> None:
+    """A tree from before a launch or a drift would otherwise serve the holdout's share, and be the guardrail's
+    control, for as long as the gradient policy serves."""
+    lad, retrained = tree_then_gradient(last_new_tree=2)
+    transitions = feed(lad, 2500, reward_of=lambda d: reward_for(d.item))
+    promoted = [t for t in transitions if t["transition"] == "promoted"]
+    assert [p["incumbent"].split(":")[0] for p in promoted] == ["tree", "gradient"], kinds(transitions)
+    assert lad.state.previous == {"tier": "tree", "snapshot": SNAPSHOT} and retrained.calls == 1
+    transitions = feed(lad, 1000, start=2500, reward_of=lambda d: reward_for(d.item))
+    (refreshed,) = [t for t in transitions if t["transition"] == "holdout"]
+    assert refreshed["at"] - promoted[1]["at"] >= SETTINGS.retrain_every, (refreshed, promoted[1])
+    assert refreshed["version"] == "tree-test-2" and "(tree:tree-test) is retrained" in refreshed["reason"]
+    assert refreshed["incumbent"].startswith("gradient") and lad.state.stage == "promoted"
+    assert lad.state.previous is not None and lad.state.previous["snapshot"]["version"] == "tree-test-2"
+    held_out = [r for r in traffic(lad, 600, start=3500) if r["tier"] == "tree"]
+    assert 30 < len(held_out) < 90 and {r["policy_version"] for r in held_out} == {"tree-test-2"}  # its 10%
+    # the guardrail's control restarted with it; the next trainings find the same tree, and nothing changes
+    transitions = feed(lad, 900, start=3500, reward_of=lambda d: reward_for(d.item))
+    assert retrained.calls == 4 and "holdout" not in kinds(transitions), kinds(transitions)  # at 3,550 and 4,150
+    assert lad.state.previous["snapshot"]["version"] == "tree-test-2"
+    assert lad.control is not None and lad.control.old.endswith("tree-test-2")
+    assert 4400 - refreshed["at"] - 100 < lad.control.total <= 4400 - refreshed["at"], lad.control.total
+
+
+def test_a_gradient_incumbent_below_its_retrained_holdout_goes_back_to_the_newer_tree() -> None:
+    lad, _ = tree_then_gradient(last_new_tree=2)
+    transitions = feed(lad, 4500, reward_of=lambda d: reward_for(d.item))
+    assert "holdout" in kinds(transitions) and lad.state.incumbent["tier"] == "gradient"
+    # the shoppers turn against what the gradient policy learned to show (c); the newer tree shows it in the US only
+    transitions = feed(lad, 3000, start=4500, reward_of=lambda d: 0.1 if d.item == "c" else 1.0)
+    rollback = transitions[kinds(transitions).index("rollback")]
+    assert rollback["incumbent"] == "tree:tree-test-2" and lad.state.stage == "incumbent", rollback
