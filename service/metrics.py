@@ -44,6 +44,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from bandit.escalation.state import TRANSITIONS
+
 DECISIONS = Counter("storefront_decisions_total", "Slot decisions served, by slot and serving tier.", ["slot", "tier"])
 UNFILLED = Counter(
     "storefront_unfilled_slots_total", "Requested slots left empty because no candidate was eligible.", ["slot"]
@@ -244,10 +246,7 @@ LEARNER_LAST_RUN = Gauge(
 
 LADDER_TRANSITIONS = Counter(
     "storefront_ladder_transitions_total",
-    "Escalation transitions by slot and kind (canary, trained, no_change, gate_wait, rejected, awaiting_approval, "
-    "ramp, "
-    "promoted, rollback, fallback, freeze, unfreeze, train_skipped, started, published), from the learner and the "
-    "admin API.",
+    f"Escalation transitions by slot and kind ({', '.join(TRANSITIONS)}), from the learner and the admin API.",
     ["slot", "transition"],
 )
 LADDER_STAGE = Gauge(

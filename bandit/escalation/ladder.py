@@ -70,7 +70,7 @@ from bandit import tiers
 from bandit.config import EscalationSettings, StoreConfig
 from bandit.escalation.guardrail import ArmStats, ControlPool, control_breached, guardrail_breached
 from bandit.escalation.records import RecordSlimmer
-from bandit.escalation.state import SlotState, arm_name, record_arm, snapshot_version, spec_arm
+from bandit.escalation.state import TRANSITIONS, SlotState, arm_name, record_arm, snapshot_version, spec_arm
 from bandit.eventlog.events import is_learnable
 from bandit.learners.gradient import GradientLearner, Published
 from bandit.policies.base import Policy
@@ -308,6 +308,7 @@ class SlotLadder:
     # ---- transitions -------------------------------------------------------------------
 
     def _record(self, now: float, kind: str, reason: str, **details: Any) -> dict[str, Any]:
+        assert kind in TRANSITIONS, kind
         s = self.state
         s.version += 1
         entry = {"at": now, "slot": self.slot, "transition": kind, "stage": s.stage, "reason": reason,

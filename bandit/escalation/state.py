@@ -11,6 +11,24 @@ from bandit.policies.base import arm_key
 
 STAGES = ("incumbent", "canary", "shadow", "approval", "ramp", "promoted")
 STATE_KIND = "storefront.ladder.v1"
+TRANSITIONS = (
+    "started",
+    "canary",
+    "published",
+    "trained",
+    "train_skipped",
+    "no_change",
+    "gate_wait",
+    "rejected",
+    "awaiting_approval",
+    "ramp",
+    "promoted",
+    "holdout",
+    "rollback",
+    "fallback",
+    "freeze",
+    "unfreeze",
+)  # fmt: skip  (every kind of history entry; the metrics and the admin API's schema list them)
 
 
 @dataclass

@@ -499,7 +499,8 @@ def test_counts_merge_both_workers_and_the_learner(live: LiveService, sent: Sent
 
 
 TRANSITION_KINDS = {"canary", "trained", "no_change", "gate_wait", "rejected", "awaiting_approval", "ramp", "promoted",
-                    "rollback", "fallback", "freeze", "unfreeze", "train_skipped", "started", "published"}  # fmt: skip
+                    "holdout", "rollback", "fallback", "freeze", "unfreeze", "train_skipped", "started",
+                    "published"}  # fmt: skip
 
 
 def test_no_label_is_an_item_or_event_id(live: LiveService, sent: Sent) -> None:

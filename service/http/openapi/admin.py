@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bandit.escalation.state import STAGES
+from bandit.escalation.state import STAGES, TRANSITIONS
 from service.http.openapi.blocks import json_body, ref
 from service.http.openapi.errors import error_response, internal_error, unauthorized
 from service.http.openapi.schemas import LADDER_FIELDS, ladder_properties
@@ -84,8 +84,8 @@ def admin_schemas() -> dict[str, Any]:
                 "slot": ref("SlotName"),
                 "transition": {
                     "type": "string",
-                    "description": "`trained`, `train_skipped`, `no_change`, `gate_wait`, `rejected`, "
-                    "`awaiting_approval`, `ramp`, `promoted`, `rollback`, `fallback`, `freeze` or `unfreeze`.",
+                    "enum": list(TRANSITIONS),
+                    "description": "What happened (docs/ladder.md, the stages and their transitions).",
                 },
                 "stage": {"type": "string", "enum": list(STAGES), "description": "The stage after it."},
                 "reason": {"type": "string"},
