@@ -415,9 +415,9 @@ class SlotLadder:
         launch or a drift, served to the holdout's share for the rest of the promotion, costs that share the
         difference (on the launch scenario a pre-launch tree earns ~69% of the oracle) and makes a weak
         control: the question the guardrail should answer is whether the gradient policy still beats what the
-        tree rung would serve now.  The new tree takes the holdout's place ungated, as its predecessor did when
-        it was promoted: it serves only the holdout's share, and serves more only if the guardrail finds it
-        better than the gradient policy on live rewards.  The guardrail's windows restart with it.
+        tree rung would serve now.  The new tree takes the holdout's place without a gate: it serves only the
+        holdout's share, and more only if the guardrail finds it better than the gradient policy on live
+        rewards (a rollback returns to it).  The guardrail's windows restart with it.
         """
         s = self.state
         assert s.previous is not None

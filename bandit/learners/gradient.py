@@ -40,8 +40,7 @@ with few clicks) has small value differences between items; with a fixed
 as the hero's where its items differ as much relative to their value.
 
 where ``q̃_i(a) = σ(logit_i(a) + κ σ̂_i(a)) · v̂(a)`` is the critic, raised by
-``κ = optimism`` standard deviations when optimism is wanted (0 by default;
-the example config's hero uses 0.5),
+``κ = optimism`` standard deviations (0.5 by default; 0 turns it off),
 and ``ρ_i = min(π_θ(a_i|x_i) / μ_i, weight_clip)`` the clipped importance
 weight of the logged item.  The actor moves its logits along the *natural*
 gradient of that objective, for every candidate ``a`` (the all-action form,
