@@ -51,7 +51,8 @@ def admin_schemas() -> dict[str, Any]:
                 "challenger": {"type": ["string", "null"], "description": "The challenger arm, if any."},
                 "previous": {
                     "type": ["string", "null"],
-                    "description": "The arm a promotion replaced (served as holdout; a rollback returns to it).",
+                    "description": "The holdout after a promotion: the arm the promotion replaced, or, under a "
+                    "gradient incumbent, the tree retrained in its place (a rollback returns to it).",
                 },
                 "seen": {"type": "integer", "minimum": 0, "description": "Joined events the ladder learned from."},
                 "state_version": {"type": "integer", "minimum": 0, "description": "Bumped by every transition."},
