@@ -386,15 +386,17 @@ class SlotLadder:
             need = self.config.slot(self.slot).gradient.min_events
             return [self._record(now, "train_skipped", f"the gradient policy has learned from {learned:,} of the "
                                  f"{need:,} records it needs before it is proposed")]  # fmt: skip
-        if rung != "tree":
-            if incumbent_tier == "gradient" and (s.previous or {}).get("tier") == "tree":
-                return self._refresh_holdout(now)  # on the top rung the gradient incumbent learns by itself
+        # On the top rung the gradient incumbent learns by itself; a tree is trained only for its holdout
+        holdout_only = rung != "tree" and incumbent_tier == "gradient" and (s.previous or {}).get("tier") == "tree"
+        if rung != "tree" and not holdout_only:
             return []
         try:
             snapshot = self.trainer(self.config, self.slot, list(self.buffer))
         except ValueError as exc:  # not enough data yet, and the like: try again later
             return [self._record(now, "train_skipped", str(exc))]
         s.tree_trained_at = s.seen
+        if holdout_only:
+            return self._refresh_holdout(now, snapshot)
         exceptions = sum(1 for r in snapshot.get("rules", []) if r.get("origin") != "config")
         if snapshot.get("version") == snapshot_version(s.incumbent):
             return [self._record(now, "no_change", "the new tree is the one serving; retrying later",
@@ -408,8 +410,9 @@ class SlotLadder:
                                version=snapshot.get("version"), n=snapshot.get("n"), exceptions=exceptions)  # fmt: skip
         return [trained, *self._start_canary_beside_tree(now)]
 
-    def _refresh_holdout(self, now: float) -> list[dict[str, Any]]:
-        """On the top rung, the tree kept as the gradient incumbent's holdout is retrained on the newest records.
+    def _refresh_holdout(self, now: float, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        """On the top rung, ``snapshot`` (a tree retrained on the newest records) replaces the gradient incumbent's
+        tree holdout.
 
         The holdout is the guardrail's control and the tier a rollback returns to.  A tree trained before a
         launch or a drift, served to the holdout's share for the rest of the promotion, costs that share the
@@ -420,12 +423,6 @@ class SlotLadder:
         rewards (a rollback returns to it).  The guardrail's windows restart with it.
         """
         s = self.state
-        assert s.previous is not None
-        try:
-            snapshot = self.trainer(self.config, self.slot, list(self.buffer))
-        except ValueError as exc:  # not enough data yet, and the like: try again later
-            return [self._record(now, "train_skipped", str(exc))]
-        s.tree_trained_at = s.seen
         if snapshot.get("version") == snapshot_version(s.previous):
             return []  # the same tree: the holdout and the guardrail's windows go on
         old, s.previous = arm_name(s.previous), {"tier": "tree", "snapshot": snapshot}
