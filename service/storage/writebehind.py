@@ -181,7 +181,22 @@ def _alive(path: Path) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether a process has exited and only waits to be reaped (Linux's ``/proc``; elsewhere: unknown, False).
+
+    A worker killed with its master is re-parented to the init process, and until that reaps it the pid still
+    answers ``kill(pid, 0)``; an init that reaps seldom (a container's) would otherwise hold its spool back.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # after "pid (comm) ", comm may hold anything
+    return state in (b"Z", b"X")
 
 
 class WriteBehind:

@@ -196,6 +196,30 @@ def test_the_spool_of_a_dead_worker_is_adopted(storage: RedisStorage, tmp_path: 
     assert not writer.degraded
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are recognised through Linux's /proc")
+def test_the_spool_of_an_exited_worker_not_yet_reaped_is_adopted(storage: RedisStorage, tmp_path: Path) -> None:
+    """A zombie (exited, not yet reaped: what a killed worker is until init reaps it) answers kill(pid, 0)."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        stat = Path(f"/proc/{child}/stat")
+        assert wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=5)
+        os.kill(child, 0)  # the pid still answers
+        orphan = Spool(tmp_path, 1 << 20, name=f"spool-{HOST}-{child}.jsonl")
+        alive = Spool(tmp_path, 1 << 20, name=f"spool-{HOST}-{os.getppid()}.jsonl")  # a live process's: left alone
+        pages = [page(time.time()) for _ in range(2)]
+        orphan.append([{"t": "d", "e": p, "ttl": TTL} for p in pages])
+        alive.append([{"t": "d", "e": page(time.time()), "ttl": TTL}])
+        writer = WriteBehind(storage, Spool(tmp_path, 1 << 20), flush_interval=0)
+        assert not (tmp_path / f"spool-{HOST}-{child}.jsonl").exists()
+        assert (tmp_path / f"spool-{HOST}-{os.getppid()}.jsonl").exists()
+        writer.log_event(page(time.time()), TTL)
+        assert all(logged(storage, p["event_id"]) for p in pages)
+    finally:
+        os.waitpid(child, 0)
+
+
 def test_a_full_spool_drops_and_says_so(storage: RedisStorage, tmp_path: Path) -> None:
     writer = WriteBehind(away(), Spool(tmp_path, 2000), flush_interval=0)
     kept = [writer.log_event(page(time.time()), TTL) for _ in range(10)]
