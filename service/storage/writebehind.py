@@ -192,11 +192,10 @@ def _zombie(pid: int) -> bool:
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+            after_comm = f.read().rpartition(b")")[2].split()  # "pid (comm) state …": comm may hold anything
     except OSError:
         return False
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # after "pid (comm) ", comm may hold anything
-    return state in (b"Z", b"X")
+    return bool(after_comm) and after_comm[0] in (b"Z", b"X")
 
 
 class WriteBehind:
