@@ -56,7 +56,7 @@ _GRADIENT_INTEGERS: dict[str, tuple[int, int | None]] = {
 _GRADIENT_RANGES = {"learning_rate": (0.0, 10.0), "critic_learning_rate": (0.0, 10.0), "entropy": (0.0, 10.0),
                     "optimism": (-10.0, 10.0), "min_exploration": (0.0, 0.5), "kl_limit": (0.0, 10.0),
                     "weight_clip": (1.0, 1e6), "ratio_clip": (0.0, 100.0), "prior": (0.0, 1e6),
-                    "fairness": (0.0, 100.0)}  # fmt: skip
+                    "fairness": (0.0, 100.0), "own_crosses": (0.0, 10.0)}  # fmt: skip
 _GRADIENT_POSITIVE = {"learning_rate", "critic_learning_rate", "min_exploration", "kl_limit", "prior", "ratio_clip"}
 _ESCALATION_RANGES = {"confidence": (0.5, 0.9999), "guardrail_confidence": (0.5, 0.9999), "holdout": (0.0, 0.5),
                       "probe": (0.0, 1.0), "min_lift": (-1.0, 10.0), "guardrail_margin": (0.0, 10.0),

@@ -121,6 +121,17 @@ class GradientSettings:
         an item that shares features with a weaker one is not written off
         before it has been shown.  0.5 by default, measured on every slot of
         the shipped scenarios (docs/ladder.md, "Optimism"); 0 turns it off.
+    own_crosses
+        How fast the critic learns what is particular to one item: the step of an
+        item's own crosses (each context token × the item's ``id``) is raised so
+        that they alone take this share of the residual the item's crosses take
+        together.  The critic divides every step by the number of active crosses
+        (as Vowpal Wabbit normalises), so with an item of 6 tokens its own crosses
+        move 1/6 of each correction and the shared ones (publisher, genre, price)
+        the rest: an item that is good only in one segment, where the items it
+        shares features with are not, was learned too slowly to be found
+        (docs/ladder.md, "an item's own crosses").  1 by default; 0 turns it off
+        (every cross steps alike).
     min_exploration
         Share of the traffic spread evenly over the candidates whatever the
         policy says: the floor that keeps every propensity usable for the next
@@ -165,6 +176,7 @@ class GradientSettings:
     critic_learning_rate: float = 0.5
     entropy: float = 0.05
     optimism: float = 0.5
+    own_crosses: float = 1.0
     min_exploration: float = 0.02
     kl_limit: float = 0.05
     weight_clip: float = 20.0

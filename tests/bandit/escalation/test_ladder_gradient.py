@@ -200,7 +200,7 @@ class UndecidedGate:
 def test_an_undecided_look_at_a_gradient_challenger_judges_the_learners_newest_snapshot_next() -> None:
     settings = replace(CANARY, min_events=200, max_events=800, confidence=0.95)  # looks at 200, 400, 800
     gate = UndecidedGate()
-    cfg = config(kl_limit=0.02, optimism=0.0)  # (a learner that publishes a new snapshot between any two looks)
+    cfg = config(kl_limit=0.01, optimism=0.0)  # (a learner that publishes a new snapshot between any two looks)
     lad = SlotLadder(cfg, "hero", settings, trainer, gate, gradient=new_gradient_learner(cfg, "hero", None))
     transitions, start = [], 0
     while "gate_wait" not in kinds(transitions):

@@ -129,6 +129,42 @@ def test_the_critics_uncertainty_is_one_prior_deviation_for_an_unseen_candidate_
     assert std[column["a"]] < std[column["c"]] <= 0.5 + 1e-9
 
 
+def test_what_is_particular_to_one_item_is_learned_by_its_own_crosses_not_lent_to_its_peers() -> None:
+    # d is a niche hit, good in the US only; c shares its publisher and genre and is middling everywhere.
+    def rate(country: str, item: str) -> float:
+        return (0.30 if country == "US" else 0.02) if item == "d" else {"a": 0.10, "b": 0.08}.get(item, 0.05)
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(6_000):  # uniform logging: every item in every context
+        country = ("US", "DE", "JP")[i % 3]
+        context = {"country": country, "device": ("quest", "pcvr")[i % 2], "hour": int(rng.integers(24))}
+        item = ITEMS[int(rng.integers(len(ITEMS)))]
+        records.append({"slot": "hero", "tier": "rules", "context": context, "candidates": ITEMS, "chosen": item,
+                        "propensity": 1 / len(ITEMS), "reward": float(rng.random() < rate(country, item))})  # fmt: skip
+
+    def critic(own_crosses: float) -> dict[tuple[str, str], float]:
+        lrn = learner(own_crosses=own_crosses, optimism=0.0)
+        lrn.observe(records)
+        out = {}
+        for country in ("US", "DE"):
+            contexts = [{"country": country, "device": d, "hour": h} for d in ("quest", "pcvr") for h in range(24)]
+            logits = np.asarray(lrn.space.design(contexts) @ lrn.critic) @ lrn.space.incidence.T + lrn.critic_bias
+            for item in ("c", "d"):
+                out[country, item] = float(np.mean(1 / (1 + np.exp(-logits[:, lrn.space.position[item]]))))
+        return out
+
+    def error(p: dict[tuple[str, str], float]) -> float:
+        return sum(abs(p[key] - rate(*key)) for key in p)
+
+    plain, own = critic(0.0), critic(1.0)
+    # Every cross stepping alike: d's US hit rate leaks to its peer c and to d outside the US...
+    assert plain["DE", "d"] > 2 * rate("DE", "d") and plain["US", "c"] > 1.3 * rate("US", "c"), plain
+    # ...its own crosses stepping for the whole residual keep it where it belongs.
+    assert own["DE", "d"] < 1.5 * rate("DE", "d") and own["US", "d"] > plain["US", "d"], own
+    assert error(own) < 0.6 * error(plain), (own, plain)
+
+
 def test_the_trust_region_bounds_each_published_step() -> None:
     lrn = learner(kl_limit=0.02)
     published = []
