@@ -163,6 +163,7 @@ class _Space:
                     incidence[n, column_of[b]] += 1.0
         self.incidence = incidence
         self.tokens = incidence.sum(axis=1)
+        # each item's own column: its first token is `id=…` (FeatureHashing.item_tokens)
         self.own = np.array([column_of[int(self.hashing.item_index(item)[0])] for item in self.items], dtype=np.int64)
         return added
 
@@ -309,9 +310,8 @@ class GradientLearner:
 
     def _own_step(self) -> np.ndarray:
         """Per column: the critic's step multiplier, ``own_crosses × tokens`` on an item's ``id`` column, else 1."""
-        boost = np.ones(len(self.space.columns))
-        if self.settings.own_crosses:
-            np.maximum.at(boost, self.space.own, self.settings.own_crosses * self.space.tokens)
+        boost = np.ones(len(self.space.columns))  # own_crosses 0 leaves every column at 1
+        np.maximum.at(boost, self.space.own, self.settings.own_crosses * self.space.tokens)
         return boost
 
     def _shares(self) -> np.ndarray:

@@ -29,6 +29,11 @@ def experiment(scenario: str, events: int, seed: int) -> dict:
     return experiment_json(run_ladder_experiment(CONFIG, load_scenario(scenario, CONFIG), "hero", events, seed))
 
 
+def earned(phases: list[dict]) -> float:
+    """The hero's reward over these phases relative to the rules alone on the same pages."""
+    return sum(p["decisions"] * p["config"] for p in phases) / sum(p["decisions"] * p["rules_only"] for p in phases)
+
+
 def kinds(data: dict) -> list[str]:
     return [t["transition"] for t in data["transitions"] if t["transition"] not in ("gate_wait",)]
 
@@ -90,8 +95,7 @@ def test_drift_rolls_the_promoted_tree_back_after_the_shoppers_turn() -> None:
     later = [t["hour"] for t in data["transitions"] if t["transition"] == "promoted" and t["hour"] > rollback["hour"]]
     until = later[0] if later else float("inf")
     after = [p for p in data["phases"] if rollback["hour"] <= p["from_hour"] < until]
-    earned = sum(p["decisions"] * p["config"] for p in after) / sum(p["decisions"] * p["rules_only"] for p in after)
-    assert after and earned - 1 > -0.05, data["phases"]
+    assert after and earned(after) - 1 > -0.05, data["phases"]
 
 
 def test_drift_with_the_full_ladder_leaves_no_tier_below_the_rules_for_long() -> None:
@@ -105,5 +109,4 @@ def test_drift_with_the_full_ladder_leaves_no_tier_below_the_rules_for_long() ->
     out = next(t for t in moves if t["hour"] > shift_hour)
     assert out["hour"] < shift_hour + 48, data["transitions"]
     after = [p for p in data["phases"] if p["from_hour"] >= out["hour"]]
-    earned = sum(p["decisions"] * p["config"] for p in after) / sum(p["decisions"] * p["rules_only"] for p in after)
-    assert after and earned - 1 > 0.05, data["phases"]
+    assert after and earned(after) - 1 > 0.05, data["phases"]
