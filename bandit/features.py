@@ -11,6 +11,12 @@ hashed (``blake2b``, 8 bytes) into ``2^context_bits`` and ``2^item_bits``
 buckets, so a new item, a new publisher or a context value nobody has seen
 needs no change of schema: it lands in buckets of its own, or shares them.
 
+With ``own_pairs`` the pairs of the fields other than the hour and the day
+also get rows of their own, after the single tokens' (``n_context`` doubles):
+a pair's row is crossed with the items' ``id`` buckets only, so each item
+has a weight per segment of two fields without adding a cross to every
+shared weight of the item's publisher and features.
+
 Scoring every candidate of a context is two gathers and a sum: the rows of
 ``W`` for the context's tokens are added into one vector over item buckets,
 and each item's score is the sum of that vector at its tokens.
@@ -31,6 +37,9 @@ and each item's score is the sum of that vector at its tokens.
 ['id=a', 'publisher=p', 'genre=rhythm']
 >>> hashing.context_index({"country": "JP"}).shape, hashing.items_index(["a", "b"]).shape
 ((2,), (2, 3))
+>>> own = FeatureHashing(cfg, HashingSettings(context_bits=10, item_bits=8, pairs=False, own_pairs=True))
+>>> own.own_pair_tokens({"country": "JP", "age": 40}), own.context_index({"country": "JP", "age": 40}) >= 1 << 10
+(['country=JP|age#1'], array([False, False, False,  True]))
 """
 
 from __future__ import annotations
@@ -58,9 +67,14 @@ class HashingSettings:
     context_bits: int = 12
     item_bits: int = 10
     pairs: bool = True
+    own_pairs: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"hash": HASH, "context_bits": self.context_bits, "item_bits": self.item_bits, "pairs": self.pairs}
+        out: dict[str, Any] = {"hash": HASH, "context_bits": self.context_bits, "item_bits": self.item_bits,
+                               "pairs": self.pairs}  # fmt: skip
+        if self.own_pairs:  # only when on: snapshots learned without it keep their hashing's JSON
+            out["own_pairs"] = True
+        return out
 
 
 @lru_cache(maxsize=1 << 16)
@@ -89,7 +103,9 @@ class FeatureHashing:
 
     def __init__(self, config: StoreConfig, settings: HashingSettings):
         self.settings = settings
-        self.n_context = 1 << settings.context_bits
+        # with own_pairs, the pair tokens' rows follow the single tokens' (rows ≥ ``pair_rows``)
+        self.pair_rows = 1 << settings.context_bits if settings.own_pairs else None
+        self.n_context = (2 if settings.own_pairs else 1) << settings.context_bits
         self.n_item = 1 << settings.item_bits
         self._fields = config.context.fields
         self._item_features = config.catalog.features
@@ -101,7 +117,16 @@ class FeatureHashing:
     # ---- tokens ------------------------------------------------------------------
 
     def context_tokens(self, context: Mapping[str, Any]) -> list[str]:
+        return self._tokens(context)[0]
+
+    def own_pair_tokens(self, context: Mapping[str, Any]) -> list[str]:
+        """The pairs of the context's fields other than ``hour`` and ``day_of_week`` (``own_pairs``)."""
+        steady = self._tokens(context)[1]
+        return [f"{a}|{b}" for a, b in combinations(steady, 2)]
+
+    def _tokens(self, context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         singles = []
+        steady = []  # the singles of fields that are not a time of day or week
         for spec in self._fields:
             value = context.get(spec.name)
             if value is None:
@@ -112,10 +137,12 @@ class FeatureHashing:
                 singles.append(_number_bucket(spec, value))
             else:  # category, hour, day_of_week
                 singles.append(f"{spec.name}={value}")
+            if spec.kind not in ("hour", "day_of_week"):
+                steady.append(singles[-1])
         tokens = [BIAS, *singles]
         if self.settings.pairs:
             tokens += [f"{a}|{b}" for a, b in combinations(singles, 2)]
-        return tokens
+        return tokens, steady
 
     def item_tokens(self, item: Item) -> list[str]:
         tokens = [f"id={item.id}", f"publisher={item.publisher}"]
@@ -136,7 +163,11 @@ class FeatureHashing:
     def context_index(self, context: Mapping[str, Any]) -> np.ndarray:
         """The context's row buckets (duplicates kept: two tokens in one bucket count twice, as hashing does)."""
         bits = self.settings.context_bits
-        return np.array([_bucket(t, bits) for t in self.context_tokens(context)], dtype=np.int64)
+        tokens, steady = self._tokens(context)
+        buckets = [_bucket(t, bits) for t in tokens]
+        if self.pair_rows is not None:
+            buckets += [self.pair_rows + _bucket(f"{a}|{b}", bits) for a, b in combinations(steady, 2)]
+        return np.array(buckets, dtype=np.int64)
 
     def item_index(self, item_id: str) -> np.ndarray:
         """The item's column buckets, padded to ``width`` with ``n_item``."""

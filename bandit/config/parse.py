@@ -405,7 +405,7 @@ class ConfigChecker(Checker):
         ok = True
         for key, raw in spec.items():
             kpath = (*path, key)
-            if key == "pairs":
+            if key in ("pairs", "own_pairs"):
                 if not isinstance(raw, bool):
                     self.error(kpath, "must be true or false")
                     ok = False

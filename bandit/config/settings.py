@@ -159,6 +159,12 @@ class GradientSettings:
     context_bits, item_bits, pairs
         Feature hashing (see :mod:`bandit.features`): ``2^context_bits`` ×
         ``2^item_bits`` weights; ``pairs`` adds a token per pair of context fields.
+    own_pairs
+        Each item gets a weight of its own for every pair of the context's
+        fields other than the hour and the day (``country=US|age#0``), crossed
+        with its ``id`` only: a segment that is a conjunction of two fields,
+        where one item is best, is learned without lending it to the item's
+        peers or diluting the shared crosses' steps.
     min_events
         Records the learner must have learned from before its snapshot may be
         proposed as a challenger.
@@ -187,6 +193,7 @@ class GradientSettings:
     context_bits: int = 12
     item_bits: int = 10
     pairs: bool = False
+    own_pairs: bool = True
     min_events: int = 50000
     fairness: float = 0.0
 

@@ -19,6 +19,10 @@ the whole residual: with every cross alike they take ``1/tokens`` of each
 correction, and what is particular to the item (a segment where it is good
 and the items it shares features with are not) leaks to its peers and is
 learned too slowly to be found.
+With ``own_pairs`` an item also has a weight for each pair of the context's
+steady fields (not the hour or the day), crossed with its ``id`` only; its
+own crosses, ``k`` singles and ``m`` pairs per record, then share what the
+``k`` singles took alone, each stepping ``k / (k + m)`` as far.
 Rewards are divided by the overall mean positive reward, so the knobs below
 mean the same in any store's units.  The critic also keeps a diagonal
 Laplace approximation of its weights' precision (the Fisher information
@@ -165,7 +169,29 @@ class _Space:
         self.tokens = incidence.sum(axis=1)
         # each item's own column: its first token is `id=…` (FeatureHashing.item_tokens)
         self.own = np.array([column_of[int(self.hashing.item_index(item)[0])] for item in self.items], dtype=np.int64)
+        self.own_mask = np.zeros(len(self.columns))
+        self.own_mask[self.own] = 1.0
+        self.own_tokens = incidence @ self.own_mask  # per item, its own columns: 1 unless two ids' buckets collide
         return added
+
+    def paired(self, rows: np.ndarray) -> np.ndarray | None:
+        """Which of these context rows are an own pair's (crossed with the items' own columns only), or None."""
+        start = self.hashing.pair_rows
+        return None if start is None else rows >= start
+
+    def restrict(self, step: np.ndarray, paired: np.ndarray | None) -> np.ndarray:
+        """``step`` (rows × columns) with an own pair's rows kept to the items' own columns (in place)."""
+        if paired is not None and paired.any():
+            step[paired] *= self.own_mask
+        return step
+
+    def counts(self, design: sparse.csr_matrix, paired: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per record, its single tokens and its own pairs (``design``'s columns are the rows ``paired`` marks)."""
+        total = np.asarray(design.sum(axis=1)).ravel()
+        if paired is None or not paired.any():
+            return total, np.zeros_like(total)
+        pairs = np.asarray(design[:, np.flatnonzero(paired)].sum(axis=1)).ravel()
+        return total - pairs, pairs
 
     def design(self, contexts: Sequence[Mapping[str, Any]]) -> sparse.csr_matrix:
         """Records × context buckets, one 1 per token (hash collisions add up, as hashing does)."""
@@ -262,13 +288,14 @@ class GradientLearner:
         rng = np.random.default_rng(self.seed)
         items = self.space.items
         squares = np.zeros_like(self.actor)
+        paired = self.space.paired(np.arange(self.hashing.n_context))
         for _ in range(IMITATION_ROUNDS):
             contexts = sample_contexts(self.config, 512, rng)
             design = self.space.design(contexts)
             target = np.array([incumbent.pmf(c, items)[0] for c in contexts])
             scores = np.asarray(design @ self.actor) @ self.space.incidence.T
             probs = _masked_softmax(scores, np.ones_like(scores, dtype=bool))
-            gradient = np.asarray(design.T @ ((target - probs) @ self.space.incidence))
+            gradient = self.space.restrict(np.asarray(design.T @ ((target - probs) @ self.space.incidence)), paired)
             squares += gradient * gradient
             self.actor += 0.5 * gradient / np.sqrt(squares + _EPS)
         self.lineage = lineage or f"{self.slot}-{self.seed}"
@@ -350,6 +377,7 @@ class GradientLearner:
         # Only the context buckets this batch touches move: work on their rows, write them back if all is finite.
         used = np.unique(design.indices)
         design = design[:, used]
+        paired = space.paired(used)
         actor, actor_squares = self.actor[used], self.actor_squares[used]
         critic, critic_squares, precision = self.critic[used], self.critic_squares[used], self.precision[used]
         deployed_rows = self.deployed[used]
@@ -369,21 +397,25 @@ class GradientLearner:
             p_hit = 1.0 / (1.0 + np.exp(-logits))
             q = p_hit * values
             if s.optimism:
-                spread = s.optimism * self.logit_std(design, precision)
+                spread = s.optimism * self.logit_std(design, precision, used)
                 q_optimistic = values / (1.0 + np.exp(-(logits + spread)))
             else:
                 q_optimistic = q
             # critic update on the logged item
             residual = hit - p_hit[rows, chosen]
             per_record = residual[:, None] * space.incidence[chosen]
-            step = np.asarray(design.T @ per_record)
-            critic_squares += np.asarray(design.T @ (per_record * per_record))  # AdaGrad: per-record squares
-            active = float(np.asarray(design.sum(axis=1)).mean() * space.tokens[chosen].mean())
+            step = space.restrict(np.asarray(design.T @ per_record), paired)
+            critic_squares += space.restrict(np.asarray(design.T @ (per_record * per_record)), paired)  # AdaGrad
+            singles, pairs = space.counts(design, paired)
+            active = float(singles.mean() * space.tokens[chosen].mean() + pairs.mean())
             rate = s.critic_learning_rate / max(active, 1.0) * self._own_step()  # per column
+            if pairs.any():  # an item's own crosses, k singles and m pairs, share what the k singles took alone
+                k, m = float(singles.mean()), float(pairs.mean())
+                rate *= np.where(space.own_mask > 0, active / max(active - m, 1.0) * k / (k + m), 1.0)
             critic += rate * step / np.sqrt(critic_squares + _EPS)
 
             weight = p_hit[rows, chosen] * (1 - p_hit[rows, chosen])
-            precision += np.asarray(design.T @ (weight[:, None] * space.incidence[chosen]))
+            precision += space.restrict(np.asarray(design.T @ (weight[:, None] * space.incidence[chosen])), paired)
             # actor
             probs = _masked_softmax(np.asarray(design @ actor) @ space.incidence.T, mask)
             deployed = _masked_softmax(np.asarray(design @ deployed_rows) @ space.incidence.T, mask)
@@ -407,8 +439,8 @@ class GradientLearner:
             gradient -= beta * (log_probs + entropy)
             gradient = np.where(mask, gradient, 0.0)
             per_record = gradient @ space.incidence
-            step = np.asarray(design.T @ per_record)
-            actor_squares += np.asarray(design.T @ (per_record * per_record))
+            step = space.restrict(np.asarray(design.T @ per_record), paired)
+            actor_squares += space.restrict(np.asarray(design.T @ (per_record * per_record)), paired)
             actor += s.learning_rate * step / np.sqrt(actor_squares + _EPS)
             actor, kl = self._trust_region(design, mask, deployed_rows, deployed, actor)
             finite = all(np.isfinite(a).all() for a in (actor, critic, precision)) and math.isfinite(kl)
@@ -425,12 +457,17 @@ class GradientLearner:
             return self._publish("trust region reached", self.last_kl)
         return None
 
-    def logit_std(self, design: sparse.csr_matrix, precision: np.ndarray | None = None) -> np.ndarray:
+    def logit_std(self, design: sparse.csr_matrix, precision: np.ndarray | None = None,
+                  rows: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """The critic's standard deviation of each candidate's logit, records × items (``design``'s columns are
-        the rows of ``precision``, by default all context buckets): the root of its active crosses' mean variance."""
+        the rows of ``precision``: ``rows``, by default all context rows): the root of its active crosses' mean
+        variance."""
         precision = self.precision if precision is None else precision
-        crosses = np.outer(np.asarray(design.sum(axis=1)).ravel(), self.space.tokens)
-        total = np.asarray(design @ (1.0 / (precision + self.settings.prior))) @ self.space.incidence.T
+        paired = self.space.paired(np.arange(self.hashing.n_context) if rows is None else rows)
+        singles, pairs = self.space.counts(design, paired)
+        crosses = np.outer(singles, self.space.tokens) + np.outer(pairs, self.space.own_tokens)
+        variance = self.space.restrict(1.0 / (precision + self.settings.prior), paired)
+        total = np.asarray(design @ variance) @ self.space.incidence.T
         return np.sqrt(total / np.maximum(crosses, 1.0))
 
     def _kl(self, design: sparse.csr_matrix, mask: np.ndarray, deployed: np.ndarray, actor: np.ndarray) -> float:

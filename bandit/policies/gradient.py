@@ -45,7 +45,7 @@ class GradientSnapshotError(ValueError):
 def hashing_of(slot: SlotConfig) -> HashingSettings:
     """The feature hashing a slot's gradient settings ask for."""
     g = slot.gradient
-    return HashingSettings(context_bits=g.context_bits, item_bits=g.item_bits, pairs=g.pairs)
+    return HashingSettings(context_bits=g.context_bits, item_bits=g.item_bits, pairs=g.pairs, own_pairs=g.own_pairs)
 
 
 def _pack(array: np.ndarray) -> str:
@@ -132,7 +132,8 @@ def decode_weights(config: StoreConfig, slot: SlotConfig, snapshot: Any) -> tupl
     rows = _unpack(weights.get("rows"), np.int32, count)
     cols = _unpack(weights.get("cols"), np.int32, count)
     values = _unpack(weights.get("values"), np.float32, count)
-    n_context, n_item = 1 << slot.gradient.context_bits, 1 << slot.gradient.item_bits
+    n_context = (2 if slot.gradient.own_pairs else 1) << slot.gradient.context_bits  # own pairs' rows follow
+    n_item = 1 << slot.gradient.item_bits
     if count and (rows.min() < 0 or rows.max() >= n_context or cols.min() < 0 or cols.max() >= n_item):
         raise GradientSnapshotError("snapshot weights: a bucket index is outside the hashing's range")
     if not np.isfinite(values).all():

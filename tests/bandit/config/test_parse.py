@@ -256,6 +256,9 @@ BROKEN = [
      "slots[0].tree.pessimism", r"^must be ≥ 0 \(got -1\)$"),
     ("guardrail-confidence-one", "    exploration: 0.1", "    exploration: 0.1\n    escalation: "
      "{guardrail_confidence: 1}", 23, "slots[0].escalation.guardrail_confidence", r"^must be ≤ 0.9999 \(got 1\)$"),
+    ("gradient-own-pairs-not-a-bool", "    exploration: 0.1",
+     "    exploration: 0.1\n    gradient: {own_pairs: yes-ish}", 23, "slots[0].gradient.own_pairs",
+     r"^must be true or false$"),
 ]  # fmt: skip
 
 

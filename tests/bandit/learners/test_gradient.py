@@ -14,7 +14,7 @@ import pytest
 
 from bandit.config import StoreConfig, load_config
 from bandit.learners.gradient import GradientLearner, sample_contexts
-from bandit.policies.gradient import GradientPolicy, GradientSnapshotError
+from bandit.policies.gradient import GradientPolicy, GradientSnapshotError, decode_weights
 from bandit.policies.rules import RulesPolicy
 from bandit.policies.sampling import uniform_for
 from tests.conftest import STORE_CONFIG
@@ -165,6 +165,46 @@ def test_what_is_particular_to_one_item_is_learned_by_its_own_crosses_not_lent_t
     assert error(own) < 0.6 * error(plain), (own, plain)
 
 
+def test_an_item_best_in_two_crossed_segments_is_served_there_only_with_its_own_pairs() -> None:
+    """``d`` is a hit for US shoppers on a Quest and German ones on a PC-VR headset and a miss for the other two
+    combinations (an exclusive or, which no sum of per-field weights separates).  The policy learns online from
+    what it serves, starting from the rules."""
+
+    def rate(country: str, device: str, item: str) -> float:
+        if item == "d":
+            return 0.30 if (country, device) in (("US", "quest"), ("DE", "pcvr")) else 0.02
+        return 0.12 if item == "a" else 0.05
+
+    def shares_of_d(own_pairs: bool) -> dict[tuple[str, str], float]:
+        lrn = learner(own_pairs=own_pairs)
+        rng = np.random.default_rng(0)
+        for start in range(0, 60_000, 500):
+            policy = lrn.policy()
+            assert policy is not None
+            records = []
+            for i in range(start, start + 500):
+                context = {"country": ("US", "DE", "JP")[i % 3], "device": ("quest", "pcvr")[i // 3 % 2],
+                           "hour": int(rng.integers(24))}  # fmt: skip
+                decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
+                hit = rng.random() < rate(context["country"], context["device"], decision.item)
+                records.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
+                                "chosen": decision.item, "propensity": decision.propensity,
+                                "reward": float(hit)})  # fmt: skip
+            lrn.observe(records)
+        policy = lrn.policy()
+        assert policy is not None
+        d = ITEMS.index("d")
+        return {(country, device): policy.pmf({"country": country, "device": device, "hour": 12}, ITEMS)[0][d]
+                for country in ("US", "DE") for device in ("quest", "pcvr")}  # fmt: skip
+
+    good, bad = [("US", "quest"), ("DE", "pcvr")], [("US", "pcvr"), ("DE", "quest")]
+    plain = shares_of_d(False)
+    # Per-field weights only: d is shown wherever it is good, so also where it is a miss.
+    assert all(plain[key] > 0.5 for key in bad), plain
+    paired = shares_of_d(True)
+    assert all(paired[key] > 0.8 for key in good) and all(paired[key] < 0.15 for key in bad), paired
+
+
 def test_the_trust_region_bounds_each_published_step() -> None:
     lrn = learner(kl_limit=0.02)
     published = []
@@ -193,7 +233,7 @@ def test_no_published_step_leaves_the_trust_region_even_when_one_batch_would_cro
     lrn = learner(kl_limit=0.02, learning_rate=1.0)  # steps large enough to cross the limit in one batch
     contexts = [{"country": country, "device": "quest", "hour": 12} for country in RATES]
     snapshots = [lrn.snapshot_]
-    for start in range(0, 6_000, 500):
+    for start in range(0, 9_000, 500):  # 5,000 records without own pairs, 7,000 with (here they echo the country)
         published = lrn.observe(serve(lrn, 500, start))
         assert all(0.02 <= p.kl <= 0.0202 for p in published), [p.kl for p in published]
         snapshots += [p.snapshot for p in published]
@@ -239,6 +279,31 @@ def test_a_checkpoint_for_other_hashing_is_refused() -> None:
         GradientLearner.restore(with_gradient(context_bits=10), data)
     with pytest.raises(ValueError, match="not a gradient learner checkpoint"):
         GradientLearner.restore(CONFIG, {**data, "kind": "pickle"})
+
+
+def test_own_pairs_are_served_as_learned_and_snapshots_without_them_are_refused() -> None:
+    lrn = learner()
+    for start in range(0, 2_000, 500):
+        lrn.observe(serve(lrn, 500, start))
+    snapshot = lrn.snapshot()
+    assert snapshot["hashing"]["own_pairs"] is True
+    rows, cols, _ = decode_weights(CONFIG, CONFIG.slot("hero"), snapshot)
+    start = lrn.hashing.pair_rows
+    assert start is not None and (rows >= start).any()  # the pairs' weights live after the single tokens'
+    own = {int(lrn.hashing.item_index(item)[0]) for item in ITEMS}  # the items' id buckets
+    assert set(cols[rows >= start].tolist()) <= own  # crossed with an item's own id only
+    policy = GradientPolicy(CONFIG, CONFIG.slot("hero"), snapshot)
+    contexts = sample_contexts(CONFIG, 50, np.random.default_rng(4))
+    learned = np.asarray(lrn.space.design(contexts) @ lrn.actor) @ lrn.space.incidence.T
+    served = np.array([policy.scores(context, ITEMS) for context in contexts])
+    assert np.allclose(served, learned, atol=1e-4)  # float32 snapshot weights
+    # A snapshot of the hashing before own pairs existed: the default refuses it, `own_pairs: false` serves it.
+    without = with_gradient(own_pairs=False)
+    old = learner(without).snapshot()
+    assert "own_pairs" not in old["hashing"]
+    with pytest.raises(GradientSnapshotError, match="differs"):
+        GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), old)
+    assert GradientPolicy.for_slot(without, without.slot("hero"), old).pmf(contexts[0], ITEMS)
 
 
 def _corrupt(snapshot: dict[str, Any], **weights: Any) -> dict[str, Any]:
