@@ -69,12 +69,22 @@ class HashingSettings:
     pairs: bool = True
     own_pairs: bool = False
 
+    @property
+    def n_context(self) -> int:
+        """Rows of the weight matrix: ``2^context_bits``, twice that with ``own_pairs`` (their rows follow)."""
+        return (2 if self.own_pairs else 1) << self.context_bits
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hash": HASH, "context_bits": self.context_bits, "item_bits": self.item_bits,
                                "pairs": self.pairs}  # fmt: skip
         if self.own_pairs:  # only when on: snapshots learned without it keep their hashing's JSON
             out["own_pairs"] = True
         return out
+
+
+def _pairs(tokens: list[str]) -> list[str]:
+    """One token per pair of ``tokens``: ``a|b``."""
+    return [f"{a}|{b}" for a, b in combinations(tokens, 2)]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -105,7 +115,7 @@ class FeatureHashing:
         self.settings = settings
         # with own_pairs, the pair tokens' rows follow the single tokens' (rows ≥ ``pair_rows``)
         self.pair_rows = 1 << settings.context_bits if settings.own_pairs else None
-        self.n_context = (2 if settings.own_pairs else 1) << settings.context_bits
+        self.n_context = settings.n_context
         self.n_item = 1 << settings.item_bits
         self._fields = config.context.fields
         self._item_features = config.catalog.features
@@ -121,8 +131,7 @@ class FeatureHashing:
 
     def own_pair_tokens(self, context: Mapping[str, Any]) -> list[str]:
         """The pairs of the context's fields other than ``hour`` and ``day_of_week`` (``own_pairs``)."""
-        steady = self._tokens(context)[1]
-        return [f"{a}|{b}" for a, b in combinations(steady, 2)]
+        return _pairs(self._tokens(context)[1])
 
     def _tokens(self, context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         singles = []
@@ -141,7 +150,7 @@ class FeatureHashing:
                 steady.append(singles[-1])
         tokens = [BIAS, *singles]
         if self.settings.pairs:
-            tokens += [f"{a}|{b}" for a, b in combinations(singles, 2)]
+            tokens += _pairs(singles)
         return tokens, steady
 
     def item_tokens(self, item: Item) -> list[str]:
@@ -166,7 +175,7 @@ class FeatureHashing:
         tokens, steady = self._tokens(context)
         buckets = [_bucket(t, bits) for t in tokens]
         if self.pair_rows is not None:
-            buckets += [self.pair_rows + _bucket(f"{a}|{b}", bits) for a, b in combinations(steady, 2)]
+            buckets += [self.pair_rows + _bucket(t, bits) for t in _pairs(steady)]
         return np.array(buckets, dtype=np.int64)
 
     def item_index(self, item_id: str) -> np.ndarray:

@@ -132,8 +132,7 @@ def decode_weights(config: StoreConfig, slot: SlotConfig, snapshot: Any) -> tupl
     rows = _unpack(weights.get("rows"), np.int32, count)
     cols = _unpack(weights.get("cols"), np.int32, count)
     values = _unpack(weights.get("values"), np.float32, count)
-    n_context = (2 if slot.gradient.own_pairs else 1) << slot.gradient.context_bits  # own pairs' rows follow
-    n_item = 1 << slot.gradient.item_bits
+    n_context, n_item = hashing_of(slot).n_context, 1 << slot.gradient.item_bits
     if count and (rows.min() < 0 or rows.max() >= n_context or cols.min() < 0 or cols.max() >= n_item):
         raise GradientSnapshotError("snapshot weights: a bucket index is outside the hashing's range")
     if not np.isfinite(values).all():
