@@ -151,6 +151,9 @@ class _Space:
         self.items = [i for i in config.catalog.ids if i not in config.constraints.exclude]
         self.position = {item: k for k, item in enumerate(self.items)}
         self.publisher = {item.id: item.publisher for item in config.catalog.items}
+        publishers = sorted({self.publisher[item] for item in self.items})
+        self.by_publisher = np.zeros((len(self.items), len(publishers)))  # items × publishers, one 1 per item
+        self.by_publisher[np.arange(len(self.items)), [publishers.index(self.publisher[i]) for i in self.items]] = 1.0
         known = set(self.columns)
         added = 0
         for item in self.items:
@@ -272,7 +275,6 @@ class GradientLearner:
         self.critic_bias: float | None = None
         self.positive_sum: dict[str, float] = {}
         self.positive_count: dict[str, float] = {}
-        self.exposure: dict[str, float] = {}  # publisher → its logged impressions in the slot (decayed)
         self.learned = 0
         self.steps = 0
         self.nan_halts = 0
@@ -341,18 +343,13 @@ class GradientLearner:
         np.maximum.at(boost, self.space.own, self.settings.own_crosses * self.space.tokens)
         return boost
 
-    def _shares(self) -> np.ndarray:
-        """Each item's publisher's share of the slot's logged impressions (decayed like the rest)."""
-        total = sum(self.exposure.values()) or 1.0
-        return np.array([self.exposure.get(self.space.publisher[item], 0.0) / total for item in self.space.items])
-
     def _decay(self, records: int) -> None:
         if not self.settings.halflife:
             return
         keep = 0.5 ** (records / self.settings.halflife)
         for array in (self.actor_squares, self.critic_squares, self.precision):
             array *= keep
-        for table in (self.positive_sum, self.positive_count, self.exposure):
+        for table in (self.positive_sum, self.positive_count):
             for item in table:
                 table[item] *= keep
 
@@ -381,15 +378,12 @@ class GradientLearner:
         actor, actor_squares = self.actor[used], self.actor_squares[used]
         critic, critic_squares, precision = self.critic[used], self.critic_squares[used], self.precision[used]
         deployed_rows = self.deployed[used]
-        backup = (self.critic_bias, dict(self.positive_sum), dict(self.positive_count), dict(self.exposure))
+        backup = (self.critic_bias, dict(self.positive_sum), dict(self.positive_count))
         with np.errstate(all="ignore"):
             for i in np.flatnonzero(hit).tolist():
                 item = known[i]["chosen"]
                 self.positive_sum[item] = self.positive_sum.get(item, 0.0) + reward[i]
                 self.positive_count[item] = self.positive_count.get(item, 0.0) + 1.0
-            for record in known:
-                publisher = space.publisher[record["chosen"]]
-                self.exposure[publisher] = self.exposure.get(publisher, 0.0) + 1.0
             values, scale = self._values()
             scaled_reward = reward / scale
             # critic: logits, their uncertainty, the optimistic estimate
@@ -421,7 +415,10 @@ class GradientLearner:
             deployed = _masked_softmax(np.asarray(design @ deployed_rows) @ space.incidence.T, mask)
             log_probs = np.where(mask, np.log(np.where(mask, probs, 1.0) + _EPS), 0.0)
             if s.fairness:  # −λ r̄ HHI: showing a publisher's item costs 2 λ r̄ share_p (the HHI's derivative)
-                q_optimistic = q_optimistic - 2.0 * s.fairness * q[rows, chosen].mean() * self._shares()[None, :]
+                # share_p: the policy's own expected share on these contexts, not the logged one, which lags the
+                # policy (by ``halflife``) and made it swing from one publisher to the other and back
+                shares = space.by_publisher @ (probs.mean(axis=0) @ space.by_publisher)
+                q_optimistic = q_optimistic - 2.0 * s.fairness * q[rows, chosen].mean() * shares[None, :]
             q_masked = np.where(mask, q_optimistic, 0.0)
             baseline = (probs * q_masked).sum(axis=1, keepdims=True)
             gradient = q_masked - baseline  # natural gradient: the advantage itself, not π(a) times it
@@ -445,7 +442,7 @@ class GradientLearner:
             actor, kl = self._trust_region(design, mask, deployed_rows, deployed, actor)
             finite = all(np.isfinite(a).all() for a in (actor, critic, precision)) and math.isfinite(kl)
         if not finite or not math.isfinite(self.critic_bias):
-            self.critic_bias, self.positive_sum, self.positive_count, self.exposure = backup
+            self.critic_bias, self.positive_sum, self.positive_count = backup
             self.nan_halts += 1
             return None
         self.actor[used], self.actor_squares[used] = actor, actor_squares
@@ -577,8 +574,7 @@ class GradientLearner:
             "columns": list(self.space.columns), "rows": used.tolist(),
             "arrays": {a: _pack(getattr(self, a)[used].astype(np.float64)) for a in arrays},
             "critic_bias": self.critic_bias, "positive_sum": self.positive_sum,
-            "positive_count": self.positive_count, "exposure": self.exposure, "learned": self.learned,
-            "steps": self.steps,
+            "positive_count": self.positive_count, "learned": self.learned, "steps": self.steps,
             "nan_halts": self.nan_halts, "lineage": self.lineage, "snapshot": self.snapshot_,
             "pending": [{k: r.get(k) for k in _PENDING_KEYS} for r in self._pending],
         }  # fmt: skip
@@ -603,7 +599,6 @@ class GradientLearner:
         learner.critic_bias = data.get("critic_bias")
         learner.positive_sum = {k: float(v) for k, v in data.get("positive_sum", {}).items()}
         learner.positive_count = {k: float(v) for k, v in data.get("positive_count", {}).items()}
-        learner.exposure = {k: float(v) for k, v in data.get("exposure", {}).items()}
         learner.learned = int(data.get("learned", 0))
         learner.steps = int(data.get("steps", 0))
         learner.nan_halts = int(data.get("nan_halts", 0))
