@@ -3,8 +3,9 @@
 A score is a sum over *crosses*: every context token paired with every token
 of the item, ``s(x, a) = Σ_{c ∈ tokens(x)} Σ_{t ∈ tokens(a)} W[h_c(c), h_t(t)]``.
 Context tokens are ``field=value`` for each field the context carries
-(numbers in buckets of their declared range), the pairs of those (so a
-condition on two fields, "a Quest late at night", has a weight of its own),
+(a number in one of ``number_bins`` equal-width bins of its declared
+range; an item's numbers in one of 5), the pairs of those (so a condition
+on two fields, "a Quest late at night", has a weight of its own),
 and a constant token whose crosses are the items' own weights.  Item tokens
 are the item's id, its publisher and each of its features.  Both sides are
 hashed (``blake2b``, 8 bytes) into ``2^context_bits`` and ``2^item_bits``
@@ -37,6 +38,9 @@ and each item's score is the sum of that vector at its tokens.
 ['id=a', 'publisher=p', 'genre=rhythm']
 >>> hashing.context_index({"country": "JP"}).shape, hashing.items_index(["a", "b"]).shape
 ((2,), (2, 3))
+>>> FeatureHashing(cfg, HashingSettings(context_bits=10, item_bits=8, pairs=False, number_bins=16)).context_tokens(
+...     {"country": "JP", "age": 40})
+['*', 'country=JP', 'age#5']
 >>> own = FeatureHashing(cfg, HashingSettings(context_bits=10, item_bits=8, pairs=False, own_pairs=True))
 >>> own.own_pair_tokens({"country": "JP", "age": 40}), own.context_index({"country": "JP", "age": 40}) >= 1 << 10
 (['country=JP|age#1'], array([False, False, False,  True]))
@@ -56,7 +60,7 @@ import numpy as np
 from bandit.config import ContextField, Item, StoreConfig
 
 HASH = "blake2b-8"
-NUMBER_BUCKETS = 5  # a number with a declared range becomes one of 5 equal-width buckets
+NUMBER_BUCKETS = 5  # equal-width bins of an item feature's declared range, and of a context number's originally
 BIAS = "*"
 
 
@@ -68,6 +72,7 @@ class HashingSettings:
     item_bits: int = 10
     pairs: bool = True
     own_pairs: bool = False
+    number_bins: int = NUMBER_BUCKETS  # of a context number's declared range
 
     @property
     def n_context(self) -> int:
@@ -77,8 +82,11 @@ class HashingSettings:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hash": HASH, "context_bits": self.context_bits, "item_bits": self.item_bits,
                                "pairs": self.pairs}  # fmt: skip
-        if self.own_pairs:  # only when on: snapshots learned without it keep their hashing's JSON
+        # each only when it differs from the original hashing, so older snapshots keep their hashing's JSON
+        if self.own_pairs:
             out["own_pairs"] = True
+        if self.number_bins != NUMBER_BUCKETS:
+            out["number_bins"] = self.number_bins
         return out
 
 
@@ -92,13 +100,14 @@ def _bucket(token: str, bits: int) -> int:
     return int.from_bytes(blake2b(token.encode(), digest_size=8).digest(), "big") & ((1 << bits) - 1)
 
 
-def _number_bucket(spec: ContextField | Any, value: float) -> str:
+def _number_bucket(spec: ContextField | Any, value: float, buckets: int) -> str:
+    """``name#k``: the value's bin among ``buckets`` equal parts of the declared range (ends clamped)."""
     lo, hi = spec.min, spec.max
     if lo is None or hi is None or hi <= lo:
         # no declared range: buckets by order of magnitude
         return f"{spec.name}~{int(np.sign(value) * np.floor(np.log10(abs(value) + 1.0)))}"
     share = (float(value) - lo) / (hi - lo)
-    return f"{spec.name}#{min(NUMBER_BUCKETS - 1, max(0, int(share * NUMBER_BUCKETS)))}"
+    return f"{spec.name}#{min(buckets - 1, max(0, int(share * buckets)))}"
 
 
 class FeatureHashing:
@@ -143,7 +152,7 @@ class FeatureHashing:
             if spec.kind == "bool":
                 singles.append(f"{spec.name}={'true' if value else 'false'}")
             elif spec.kind in ("number", "integer"):
-                singles.append(_number_bucket(spec, value))
+                singles.append(_number_bucket(spec, value, self.settings.number_bins))
             else:  # category, hour, day_of_week
                 singles.append(f"{spec.name}={value}")
             if spec.kind not in ("hour", "day_of_week"):
@@ -162,7 +171,7 @@ class FeatureHashing:
             if spec.kind == "bool":
                 tokens.append(f"{spec.name}={'true' if value else 'false'}")
             elif spec.kind == "number":
-                tokens.append(_number_bucket(spec, value))
+                tokens.append(_number_bucket(spec, value, NUMBER_BUCKETS))
             else:
                 tokens.append(f"{spec.name}={value}")
         return tokens

@@ -51,7 +51,8 @@ from bandit.config.yamlpos import ConfigError, Path, Problem
 _ESCALATION_INTEGERS = ("min_events", "max_events", "retrain_every", "train_window", "ramp_events",
                         "guardrail_min_events", "guardrail_window", "canary_events")  # fmt: skip
 _GRADIENT_INTEGERS: dict[str, tuple[int, int | None]] = {
-    "batch": (1, 100_000), "halflife": (0, None), "context_bits": (4, 20), "item_bits": (4, 16), "min_events": (0, None)
+    "batch": (1, 100_000), "halflife": (0, None), "context_bits": (4, 20), "item_bits": (4, 16),
+    "min_events": (0, None), "number_bins": (2, 1000),
 }  # fmt: skip
 _GRADIENT_RANGES = {"learning_rate": (0.0, 10.0), "critic_learning_rate": (0.0, 10.0), "entropy": (0.0, 10.0),
                     "optimism": (-10.0, 10.0), "min_exploration": (0.0, 0.5), "kl_limit": (0.0, 10.0),

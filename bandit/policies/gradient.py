@@ -45,7 +45,13 @@ class GradientSnapshotError(ValueError):
 def hashing_of(slot: SlotConfig) -> HashingSettings:
     """The feature hashing a slot's gradient settings ask for."""
     g = slot.gradient
-    return HashingSettings(context_bits=g.context_bits, item_bits=g.item_bits, pairs=g.pairs, own_pairs=g.own_pairs)
+    return HashingSettings(
+        context_bits=g.context_bits,
+        item_bits=g.item_bits,
+        pairs=g.pairs,
+        own_pairs=g.own_pairs,
+        number_bins=g.number_bins,
+    )
 
 
 def _pack(array: np.ndarray) -> str:

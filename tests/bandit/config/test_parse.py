@@ -259,6 +259,8 @@ BROKEN = [
     ("gradient-own-pairs-not-a-bool", "    exploration: 0.1",
      "    exploration: 0.1\n    gradient: {own_pairs: yes-ish}", 23, "slots[0].gradient.own_pairs",
      r"^must be true or false$"),
+    ("gradient-one-number-bin", "    exploration: 0.1", "    exploration: 0.1\n    gradient: {number_bins: 1}", 23,
+     "slots[0].gradient.number_bins", r"^must be ≥ 2 \(got 1\)$"),
 ]  # fmt: skip
 
 

@@ -211,6 +211,38 @@ def test_an_item_best_in_two_crossed_segments_is_served_there_only_with_its_own_
     assert all(paired[key] > 0.8 for key in good) and all(paired[key] < 0.15 for key in bad), paired
 
 
+def test_an_item_best_for_an_age_band_is_served_there_only_with_fine_bins() -> None:
+    """``d`` is a hit for shoppers aged 20 to 33 and a miss for the rest (ages 13 to 59 here, 13 to 120 declared).
+    With 16 bins of the declared range, ages 20–33 are two bins of their own; with 5, the original hashing, they share
+    a bin (13–34) with the teenagers, for whom ``d`` is a miss."""
+
+    def shares_of_d(bins: int) -> dict[int, float]:
+        lrn = learner(number_bins=bins)
+        rng = np.random.default_rng(0)
+        for start in range(0, 30_000, 500):
+            policy = lrn.policy()
+            assert policy is not None
+            records = []
+            for i in range(start, start + 500):
+                context = {"country": ("US", "DE", "JP")[i % 3], "device": "quest", "age": int(rng.integers(13, 60))}
+                decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
+                rate = (0.30 if 20 <= context["age"] <= 33 else 0.02) if decision.item == "d" else 0.10
+                records.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
+                                "chosen": decision.item, "propensity": decision.propensity,
+                                "reward": float(rng.random() < rate)})  # fmt: skip
+            lrn.observe(records)
+        policy = lrn.policy()
+        assert policy is not None
+        d = ITEMS.index("d")
+        return {age: policy.pmf({"country": "US", "device": "quest", "age": age}, ITEMS)[0][d]
+                for age in (15, 22, 30, 45)}  # fmt: skip
+
+    coarse = shares_of_d(5)
+    assert coarse[15] > 0.5, coarse  # the teenagers' bin is mostly the band's: d is shown to them too
+    fine = shares_of_d(16)
+    assert fine[22] > 0.8 and fine[30] > 0.8 and fine[15] < 0.15 and fine[45] < 0.15, fine
+
+
 def test_the_trust_region_bounds_each_published_step() -> None:
     lrn = learner(kl_limit=0.02)
     published = []
@@ -310,6 +342,17 @@ def test_own_pairs_are_served_as_learned_and_snapshots_without_them_are_refused(
     with pytest.raises(GradientSnapshotError, match="differs"):
         GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), old)
     assert GradientPolicy.for_slot(without, without.slot("hero"), old).pmf(contexts[0], ITEMS)
+
+
+def test_snapshots_of_the_original_five_bins_are_refused_unless_the_slot_asks_for_them() -> None:
+    assert learner().snapshot()["hashing"]["number_bins"] == 16
+    five = with_gradient(number_bins=5)
+    old = learner(five).snapshot()
+    assert "number_bins" not in old["hashing"]  # the hashing's JSON from before the setting, unchanged
+    with pytest.raises(GradientSnapshotError, match="differs"):
+        GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), old)
+    context = {"country": "US", "device": "quest", "age": 30}
+    assert GradientPolicy.for_slot(five, five.slot("hero"), old).pmf(context, ITEMS)
 
 
 def _corrupt(snapshot: dict[str, Any], **weights: Any) -> dict[str, Any]:
