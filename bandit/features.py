@@ -60,7 +60,7 @@ import numpy as np
 from bandit.config import ContextField, Item, StoreConfig
 
 HASH = "blake2b-8"
-NUMBER_BUCKETS = 5  # equal-width bins of an item feature's declared range, and of a context number's originally
+NUMBER_BINS = 5  # equal-width bins of an item feature's declared range, and of a context number's originally
 BIAS = "*"
 
 
@@ -72,7 +72,7 @@ class HashingSettings:
     item_bits: int = 10
     pairs: bool = True
     own_pairs: bool = False
-    number_bins: int = NUMBER_BUCKETS  # of a context number's declared range
+    number_bins: int = NUMBER_BINS  # of a context number's declared range
 
     @property
     def n_context(self) -> int:
@@ -85,7 +85,7 @@ class HashingSettings:
         # each only when it differs from the original hashing, so older snapshots keep their hashing's JSON
         if self.own_pairs:
             out["own_pairs"] = True
-        if self.number_bins != NUMBER_BUCKETS:
+        if self.number_bins != NUMBER_BINS:
             out["number_bins"] = self.number_bins
         return out
 
@@ -100,14 +100,14 @@ def _bucket(token: str, bits: int) -> int:
     return int.from_bytes(blake2b(token.encode(), digest_size=8).digest(), "big") & ((1 << bits) - 1)
 
 
-def _number_bucket(spec: ContextField | Any, value: float, buckets: int) -> str:
-    """``name#k``: the value's bin among ``buckets`` equal parts of the declared range (ends clamped)."""
+def _number_bin(spec: ContextField | Any, value: float, bins: int) -> str:
+    """``name#k``: the value's bin among ``bins`` equal parts of the declared range (ends clamped)."""
     lo, hi = spec.min, spec.max
     if lo is None or hi is None or hi <= lo:
-        # no declared range: buckets by order of magnitude
+        # no declared range: bins by order of magnitude
         return f"{spec.name}~{int(np.sign(value) * np.floor(np.log10(abs(value) + 1.0)))}"
     share = (float(value) - lo) / (hi - lo)
-    return f"{spec.name}#{min(buckets - 1, max(0, int(share * buckets)))}"
+    return f"{spec.name}#{min(bins - 1, max(0, int(share * bins)))}"
 
 
 class FeatureHashing:
@@ -152,7 +152,7 @@ class FeatureHashing:
             if spec.kind == "bool":
                 singles.append(f"{spec.name}={'true' if value else 'false'}")
             elif spec.kind in ("number", "integer"):
-                singles.append(_number_bucket(spec, value, self.settings.number_bins))
+                singles.append(_number_bin(spec, value, self.settings.number_bins))
             else:  # category, hour, day_of_week
                 singles.append(f"{spec.name}={value}")
             if spec.kind not in ("hour", "day_of_week"):
@@ -171,7 +171,7 @@ class FeatureHashing:
             if spec.kind == "bool":
                 tokens.append(f"{spec.name}={'true' if value else 'false'}")
             elif spec.kind == "number":
-                tokens.append(_number_bucket(spec, value, NUMBER_BUCKETS))
+                tokens.append(_number_bin(spec, value, NUMBER_BINS))
             else:
                 tokens.append(f"{spec.name}={value}")
         return tokens

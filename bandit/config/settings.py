@@ -178,9 +178,9 @@ class GradientSettings:
         Weight ``λ`` of publishers' exposure concentration in the actor's
         objective (0: off).  The objective becomes ``E[r] − λ · r̄ · HHI``, with
         ``HHI = Σ_p share_p²`` the Herfindahl index of the publishers' shares
-        of the slot (the policy's own, on recent contexts) and ``r̄`` the slot's mean reward per
-        impression, so ``λ = 1`` prices a slot given wholly to one publisher at
-        one average reward per impression.  A soft preference, unlike the hard
+        of the slot (the policy's own expected shares on recent contexts) and
+        ``r̄`` the slot's mean reward per impression, so ``λ = 1`` prices a
+        slot given wholly to one publisher at one average reward per impression.  A soft preference, unlike the hard
         ``exposure`` cap.
     """
 

@@ -151,9 +151,9 @@ class _Space:
         self.items = [i for i in config.catalog.ids if i not in config.constraints.exclude]
         self.position = {item: k for k, item in enumerate(self.items)}
         self.publisher = {item.id: item.publisher for item in config.catalog.items}
-        publishers = sorted({self.publisher[item] for item in self.items})
+        publishers = {p: k for k, p in enumerate(sorted({self.publisher[item] for item in self.items}))}
         self.by_publisher = np.zeros((len(self.items), len(publishers)))  # items × publishers, one 1 per item
-        self.by_publisher[np.arange(len(self.items)), [publishers.index(self.publisher[i]) for i in self.items]] = 1.0
+        self.by_publisher[np.arange(len(self.items)), [publishers[self.publisher[i]] for i in self.items]] = 1.0
         known = set(self.columns)
         added = 0
         for item in self.items:
