@@ -72,7 +72,7 @@ class HashingSettings:
     item_bits: int = 10
     pairs: bool = True
     own_pairs: bool = False
-    number_bins: int = NUMBER_BINS  # of a context number's declared range
+    number_bins: int = NUMBER_BINS  # of a context number's range; the original hashing's (a slot's: hashing_of)
 
     @property
     def n_context(self) -> int:

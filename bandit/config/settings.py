@@ -180,8 +180,8 @@ class GradientSettings:
         ``HHI = Σ_p share_p²`` the Herfindahl index of the publishers' shares
         of the slot (the policy's own expected shares on recent contexts) and
         ``r̄`` the slot's mean reward per impression, so ``λ = 1`` prices a
-        slot given wholly to one publisher at one average reward per impression.  A soft preference, unlike the hard
-        ``exposure`` cap.
+        slot given wholly to one publisher at one average reward per
+        impression.  A soft preference, unlike the hard ``exposure`` cap.
     """
 
     learning_rate: float = 0.05

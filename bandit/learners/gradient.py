@@ -119,7 +119,7 @@ from bandit.config.model import DAYS
 from bandit.eventlog.events import is_learnable
 from bandit.features import FeatureHashing
 from bandit.policies.base import Policy
-from bandit.policies.gradient import GradientPolicy, decode_weights, encode_snapshot, hashing_of
+from bandit.policies.gradient import GradientPolicy, decode_weights, encode_snapshot, hashing_of, same_hashing
 
 CHECKPOINT_KIND = "storefront.gradient-learner.v1"
 VALUE_SHRINKAGE = 20.0  # pseudo-rewards pulling an item's mean positive reward toward the overall mean
@@ -585,7 +585,7 @@ class GradientLearner:
         if data.get("kind") != CHECKPOINT_KIND:
             raise ValueError(f"not a gradient learner checkpoint (kind must be {CHECKPOINT_KIND!r})")
         slot = str(data.get("slot"))
-        if data.get("hashing") != hashing_of(config.slot(slot)).to_json():
+        if not same_hashing(config, config.slot(slot), data.get("hashing")):
             raise ValueError(f"slot {slot}: the checkpoint's feature hashing differs from the config's")
         learner = cls(config, slot, seed)
         learner.space = _Space(config, learner.hashing, [int(b) for b in data["columns"]])

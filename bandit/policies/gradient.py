@@ -54,6 +54,25 @@ def hashing_of(slot: SlotConfig) -> HashingSettings:
     )
 
 
+def same_hashing(config: StoreConfig, slot: SlotConfig, hashing: Any) -> bool:
+    """Whether a snapshot's or checkpoint's ``hashing`` (its JSON) gives the slot's tokens and buckets.
+
+    ``number_bins`` only matters to a context number with a declared range: a store without one (the fashion
+    example) keeps serving what it learned before the setting existed, whatever the setting says.
+    """
+    expected = hashing_of(slot).to_json()
+    if hashing == expected:
+        return True
+    if not isinstance(hashing, Mapping) or any(
+        spec.kind in ("number", "integer") and spec.min is not None and spec.max is not None and spec.max > spec.min
+        for spec in config.context.fields
+    ):
+        return False
+    return {k: v for k, v in hashing.items() if k != "number_bins"} == {
+        k: v for k, v in expected.items() if k != "number_bins"
+    }
+
+
 def _pack(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(array.tobytes(), 6)).decode("ascii")
 
@@ -123,10 +142,9 @@ def decode_weights(config: StoreConfig, slot: SlotConfig, snapshot: Any) -> tupl
         raise GradientSnapshotError(f"snapshot is for store {snapshot.get('store')!r}, not {config.name!r}")
     if snapshot.get("slot") != slot.name:
         raise GradientSnapshotError(f"snapshot is for slot {snapshot.get('slot')!r}, not {slot.name!r}")
-    expected = hashing_of(slot).to_json()
-    if snapshot.get("hashing") != expected:
+    if not same_hashing(config, slot, snapshot.get("hashing")):
         raise GradientSnapshotError(
-            f"snapshot feature hashing {snapshot.get('hashing')} differs from the slot's {expected}; "
+            f"snapshot feature hashing {snapshot.get('hashing')} differs from the slot's {hashing_of(slot).to_json()}; "
             "it was learned for other gradient settings"
         )
     weights = snapshot.get("weights")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from bandit.config import StoreConfig, load_config
+from bandit.features import FeatureHashing
 from bandit.learners.gradient import GradientLearner, sample_contexts
-from bandit.policies.gradient import GradientPolicy, GradientSnapshotError, decode_weights
+from bandit.policies.gradient import GradientPolicy, GradientSnapshotError, decode_weights, hashing_of
 from bandit.policies.rules import RulesPolicy
 from bandit.policies.sampling import uniform_for
 from tests.conftest import STORE_CONFIG
@@ -95,12 +96,12 @@ def test_a_fairness_weight_spreads_exposure_over_publishers_at_a_small_cost() ->
     contexts = [{"country": c, "device": "quest", "hour": 12} for c in RATES]
 
     def trained(fairness: float) -> list[tuple[float, float]]:
-        """The best publisher's share of the slot and the policy's value, after 10,000 and after 15,000 records."""
+        """The best publisher's share of the slot and the policy's value every 2,000 records from 7,000 to 15,000."""
         lrn = learner(fairness=fairness)
         out = []
         for start in range(0, 15_000, 1_000):
             lrn.observe(serve(lrn, 1_000, start, rates=rates))
-            if start + 1_000 in (10_000, 15_000):
+            if start >= 6_000 and start % 2_000 == 0:
                 policy = lrn.policy()
                 assert policy is not None
                 pmfs = [dict(zip(ITEMS, policy.pmf(c, ITEMS)[0], strict=True)) for c in contexts]
@@ -110,13 +111,14 @@ def test_a_fairness_weight_spreads_exposure_over_publishers_at_a_small_cost() ->
                 out.append((p1, float(value)))
         return out
 
-    (_, selfish), (earlier, fair) = trained(0.0), trained(0.5)
+    selfish, fair = trained(0.0)[-1], trained(0.5)
     assert selfish[0] > 0.6, selfish  # without the weight, the best publisher takes most of the slot
-    assert fair[0] < selfish[0] - 0.15, (fair, selfish)  # with it, markedly less...
-    assert fair[1] > 0.85 * selfish[1], (fair, selfish)  # ...for a small loss of reward
+    assert fair[-1][0] < selfish[0] - 0.15, (fair, selfish)  # with it, markedly less...
+    assert fair[-1][1] > 0.85 * selfish[1], (fair, selfish)  # ...for a small loss of reward
     # ...and steadily: priced on the policy's own shares, not the lagging logged ones, it does not swing from one
-    # publisher to the other (it did: 28%, 94%, 26% of the slot after 5,000, 10,000 and 15,000 records)
-    assert abs(fair[0] - earlier[0]) < 0.15, (earlier, fair)
+    # publisher to the other (it did: 17%, 73%, 93% of the slot after 5,000, 10,000 and 15,000 records)
+    shares = [p1 for p1, _ in fair]
+    assert max(shares) - min(shares) < 0.15, fair
 
 
 def test_the_critics_uncertainty_is_one_prior_deviation_for_an_unseen_candidate_and_shrinks_where_it_looks() -> None:
@@ -302,6 +304,7 @@ def test_a_checkpoint_continues_exactly_where_it_stopped() -> None:
     stopped.observe(first)
     data = copy.deepcopy(stopped.checkpoint())
     assert len(data["pending"]) == 50  # the half batch waiting: saved with the cursor, learned once after
+    data["exposure"] = {"p1": 700.0, "p2": 300.0}  # what checkpoints kept before fairness used the policy's shares
     restored = GradientLearner.restore(stopped.config, data, seed=1)
     second = serve(uninterrupted, 1_000, 1_050)
     uninterrupted.observe(second)
@@ -347,12 +350,39 @@ def test_own_pairs_are_served_as_learned_and_snapshots_without_them_are_refused(
 def test_snapshots_of_the_original_five_bins_are_refused_unless_the_slot_asks_for_them() -> None:
     assert learner().snapshot()["hashing"]["number_bins"] == 16
     five = with_gradient(number_bins=5)
-    old = learner(five).snapshot()
+    lrn = learner(five)
+    for start in range(0, 2_000, 500):
+        lrn.observe(serve(lrn, 500, start))
+    old = lrn.snapshot()
     assert "number_bins" not in old["hashing"]  # the hashing's JSON from before the setting, unchanged
     with pytest.raises(GradientSnapshotError, match="differs"):
         GradientPolicy.for_slot(CONFIG, CONFIG.slot("hero"), old)
-    context = {"country": "US", "device": "quest", "age": 30}
-    assert GradientPolicy.for_slot(five, five.slot("hero"), old).pmf(context, ITEMS)
+    with pytest.raises(ValueError, match="hashing differs"):
+        GradientLearner.restore(CONFIG, lrn.checkpoint())
+    # `number_bins: 5` serves it with the 5 bins it learned with (ages 13–120: 13–34, 34–56, …)
+    contexts = [{**c, "age": age} for c, age in zip(sample_contexts(five, 40, np.random.default_rng(4)),
+                                                    range(13, 93, 2), strict=True)]  # fmt: skip
+    learned = np.asarray(lrn.space.design(contexts) @ lrn.actor) @ lrn.space.incidence.T
+    served = np.array([GradientPolicy.for_slot(five, five.slot("hero"), old).scores(c, ITEMS) for c in contexts])
+    assert np.allclose(served, learned, atol=1e-4)
+    # items' numbers keep 5 bins whatever the slot says: price 10 of 0–100 is in the first fifth
+    assert "price#0" in FeatureHashing(CONFIG, hashing_of(CONFIG.slot("hero"))).item_tokens(CONFIG.catalog.item("a"))
+
+
+def test_a_store_without_a_number_in_its_context_keeps_what_it_learned_with_five_bins() -> None:
+    """The bins change no token there, so a snapshot and a checkpoint from before the setting stay good."""
+    ageless = replace(CONFIG, context=replace(CONFIG.context, fields=tuple(
+        spec for spec in CONFIG.context.fields if spec.name != "age")))  # fmt: skip
+    lrn = learner(with_gradient(ageless, number_bins=5))
+    lrn.observe(serve(lrn, 500))
+    old, checkpoint = lrn.snapshot(), lrn.checkpoint()
+    assert "number_bins" not in old["hashing"]
+    context = {"country": "US", "device": "quest", "hour": 12}
+    served = GradientPolicy.for_slot(ageless, ageless.slot("hero"), old).scores(context, ITEMS)
+    assert np.allclose(served, lrn.policy().scores(context, ITEMS))  # type: ignore[union-attr]
+    assert GradientLearner.restore(ageless, checkpoint).learned == 500
+    with pytest.raises(GradientSnapshotError, match="differs"):  # any other difference still counts
+        GradientPolicy.for_slot(ageless, ageless.slot("hero"), {**old, "hashing": {**old["hashing"], "pairs": True}})
 
 
 def _corrupt(snapshot: dict[str, Any], **weights: Any) -> dict[str, Any]:
