@@ -100,12 +100,24 @@ def _bucket(token: str, bits: int) -> int:
     return int.from_bytes(blake2b(token.encode(), digest_size=8).digest(), "big") & ((1 << bits) - 1)
 
 
+def _range(spec: ContextField | Any) -> tuple[float, float] | None:
+    """The declared range a number field's values are binned in, or None (then: by order of magnitude)."""
+    lo, hi = spec.min, spec.max
+    return None if lo is None or hi is None or hi <= lo else (lo, hi)
+
+
+def has_range(spec: ContextField | Any) -> bool:
+    """Whether a number field's tokens depend on the count of bins (``number_bins``)."""
+    return _range(spec) is not None
+
+
 def _number_bin(spec: ContextField | Any, value: float, bins: int) -> str:
     """``name#k``: the value's bin among ``bins`` equal parts of the declared range (ends clamped)."""
-    lo, hi = spec.min, spec.max
-    if lo is None or hi is None or hi <= lo:
+    bounds = _range(spec)
+    if bounds is None:
         # no declared range: bins by order of magnitude
         return f"{spec.name}~{int(np.sign(value) * np.floor(np.log10(abs(value) + 1.0)))}"
+    lo, hi = bounds
     share = (float(value) - lo) / (hi - lo)
     return f"{spec.name}#{min(bins - 1, max(0, int(share * bins)))}"
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config import Item, SlotConfig, StoreConfig
-from bandit.features import FeatureHashing, HashingSettings
+from bandit.features import FeatureHashing, HashingSettings, has_range
 from bandit.policies.base import TierPolicy
 
 SNAPSHOT_KIND = "storefront.gradient.v1"
@@ -64,8 +64,7 @@ def same_hashing(config: StoreConfig, slot: SlotConfig, hashing: Any) -> bool:
     if hashing == expected:
         return True
     if not isinstance(hashing, Mapping) or any(
-        spec.kind in ("number", "integer") and spec.min is not None and spec.max is not None and spec.max > spec.min
-        for spec in config.context.fields
+        spec.kind in ("number", "integer") and has_range(spec) for spec in config.context.fields
     ):
         return False
     return {k: v for k, v in hashing.items() if k != "number_bins"} == {

@@ -59,6 +59,26 @@ def serve(lrn: GradientLearner, n: int, start: int = 0, seed: int = 0, rates: An
     return out
 
 
+def learn_online(lrn: GradientLearner, decisions: int, context_of: Any, rate: Any) -> None:
+    """``decisions`` hero decisions served by the learner's newest snapshot, 500 at a time, each learned once joined.
+
+    ``context_of(i, rng)`` is the ``i``-th shopper's context and ``rate(context, item)`` the item's hit rate there.
+    """
+    rng = np.random.default_rng(0)
+    for start in range(0, decisions, 500):
+        policy = lrn.policy()
+        assert policy is not None
+        records = []
+        for i in range(start, start + 500):
+            context = context_of(i, rng)
+            decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
+            hit = rng.random() < rate(context, decision.item)
+            records.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
+                            "chosen": decision.item, "propensity": decision.propensity,
+                            "reward": float(hit)})  # fmt: skip
+        lrn.observe(records)
+
+
 def greedy(lrn: GradientLearner) -> dict[str, str]:
     policy = lrn.policy()
     assert policy is not None
@@ -185,20 +205,12 @@ def test_an_item_best_in_two_crossed_segments_is_served_there_only_with_its_own_
 
     def shares_of_d(own_pairs: bool) -> dict[tuple[str, str], float]:
         lrn = learner(own_pairs=own_pairs)
-        rng = np.random.default_rng(0)
-        for start in range(0, 60_000, 500):
-            policy = lrn.policy()
-            assert policy is not None
-            records = []
-            for i in range(start, start + 500):
-                context = {"country": ("US", "DE", "JP")[i % 3], "device": ("quest", "pcvr")[i // 3 % 2],
-                           "hour": int(rng.integers(24))}  # fmt: skip
-                decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
-                hit = rng.random() < rate(context["country"], context["device"], decision.item)
-                records.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
-                                "chosen": decision.item, "propensity": decision.propensity,
-                                "reward": float(hit)})  # fmt: skip
-            lrn.observe(records)
+        learn_online(
+            lrn, 60_000,
+            lambda i, rng: {"country": ("US", "DE", "JP")[i % 3], "device": ("quest", "pcvr")[i // 3 % 2],
+                            "hour": int(rng.integers(24))},
+            lambda context, item: rate(context["country"], context["device"], item),
+        )  # fmt: skip
         policy = lrn.policy()
         assert policy is not None
         d = ITEMS.index("d")
@@ -220,19 +232,11 @@ def test_an_item_best_for_an_age_band_is_served_there_only_with_fine_bins() -> N
 
     def shares_of_d(bins: int) -> dict[int, float]:
         lrn = learner(number_bins=bins)
-        rng = np.random.default_rng(0)
-        for start in range(0, 30_000, 500):
-            policy = lrn.policy()
-            assert policy is not None
-            records = []
-            for i in range(start, start + 500):
-                context = {"country": ("US", "DE", "JP")[i % 3], "device": "quest", "age": int(rng.integers(13, 60))}
-                decision = policy.choose(context, ITEMS, uniform_for(f"e{i}", "hero"))
-                rate = (0.30 if 20 <= context["age"] <= 33 else 0.02) if decision.item == "d" else 0.10
-                records.append({"slot": "hero", "tier": "gradient", "context": context, "candidates": ITEMS,
-                                "chosen": decision.item, "propensity": decision.propensity,
-                                "reward": float(rng.random() < rate)})  # fmt: skip
-            lrn.observe(records)
+        learn_online(
+            lrn, 30_000,
+            lambda i, rng: {"country": ("US", "DE", "JP")[i % 3], "device": "quest", "age": int(rng.integers(13, 60))},
+            lambda context, item: (0.30 if 20 <= context["age"] <= 33 else 0.02) if item == "d" else 0.10,
+        )  # fmt: skip
         policy = lrn.policy()
         assert policy is not None
         d = ITEMS.index("d")
