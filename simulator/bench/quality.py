@@ -177,7 +177,10 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
     seconds = time.perf_counter() - started
     slots = list(config.slot_names)
     out: dict[str, Any] = {"scenario": scenario_name, "seed": seed, "events": events, "seconds": round(seconds, 1),
-                           "slots": slots, "arms": {}}  # fmt: skip
+                           "slots": slots, "bucket_hours": [round(h, 2) for h in result.bucket_hours],
+                           "drift": [{"hour": round(h, 2), "kind": kind, "name": name}
+                                     for h, kind, name in result.drift_hours],
+                           "arms": {}}  # fmt: skip
     shift = min((at for at, kind, _ in result.drift_hours if kind == "shift"), default=None)
     for arm in arms:
         stats = result.stats[arm.name]
@@ -185,6 +188,8 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
             "description": arm.description,
             "whole": stats.expected.sum(axis=0).tolist(),  # per slot, summed over pages
             "last": stats.expected[LAST:].sum(axis=0).tolist(),
+            "buckets": np.round(stats.expected, 3).tolist(),  # (BUCKETS, slots): for the drift's aftermath
+            "tiers": {tier: counts.tolist() for tier, counts in stats.tiers.items()},  # decisions per bucket
             "pages": int(stats.pages),
             "window_max_share": [
                 (m / w if m >= 0 else None) for m, w in zip(stats.window_max, stats.windows, strict=True)
