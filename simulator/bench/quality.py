@@ -227,6 +227,67 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
     return out
 
 
+LEAVES = ("rollback", "fallback", "promoted")  # the transitions that take a serving tier out of service
+AFTERMATH_HOURS = 48.0  # a tier the drift made worse than the rules must be out of service this soon after it
+
+
+def after_the_shift(run: Mapping[str, Any], arm: str, baseline: str = "rules") -> list[dict[str, Any]]:
+    """Per slot of ``arm``: the tier that served when the run's first preference shift came, and what became of it.
+
+    A slot served by a promoted tier at the shift (its last transition before it a promotion) is followed to the
+    first transition after the shift that takes the tier out of service: a rollback or fallback (the guardrail),
+    or a promotion (a challenger took over). ``vs_rules`` is the arm's expected reward on that slot from the
+    shift to then, or to :data:`AFTERMATH_HOURS` after the shift if sooner, % of ``baseline``'s on the same
+    pages, over the time buckets (1 % of the pages each) that overlap that span; below 100 the shift made that
+    tier worse than the rules. Slots on their rules at the shift are left out: there is nothing to roll back.
+    Empty without a shift, transitions or the two arms' bucket series.
+    """
+    shift = min((d["hour"] for d in run.get("drift", ()) if d["kind"] == "shift"), default=None)
+    mine, base = run["arms"].get(arm, {}), run["arms"].get(baseline, {})
+    if shift is None or "transitions" not in mine or "buckets" not in mine or "buckets" not in base:
+        return []
+    hours = np.array(run["bucket_hours"] + [math.inf])
+    got, ref = np.array(mine["buckets"]), np.array(base["buckets"])
+    out = []
+    for k, slot in enumerate(run["slots"]):
+        moves = [t for t in mine["transitions"] if t["slot"] == slot and t["transition"] in LEAVES]
+        before = [t for t in moves if t["hour"] < shift]
+        if not before or before[-1]["transition"] != "promoted":
+            continue
+        exit_ = next((t for t in moves if t["hour"] >= shift), None)
+        end = min(exit_["hour"] if exit_ is not None else math.inf, shift + AFTERMATH_HOURS)
+        span = (hours[:-1] < end) & (hours[1:] > shift)
+        ratio = 100.0 * got[span, k].sum() / ref[span, k].sum() if ref[span, k].sum() > 0 else None
+        out.append({
+            "slot": slot,
+            "serving_since": before[-1]["hour"],
+            "version": before[-1].get("version"),
+            "left": None if exit_ is None else {"hour": exit_["hour"], "by": exit_["transition"]},
+            "vs_rules": ratio,
+        })  # fmt: skip
+    return out
+
+
+def _aftermath_check(run: Mapping[str, Any], arm: str) -> tuple[bool | None, str]:
+    """Met when every tier the shift made worse than the rules left service within :data:`AFTERMATH_HOURS`;
+    None when the shift made none worse (nothing had to go)."""
+    rows = after_the_shift(run, arm)
+    shift = min(d["hour"] for d in run["drift"] if d["kind"] == "shift")
+    worse = [r for r in rows if r["vs_rules"] is not None and r["vs_rules"] < 100.0]
+    parts = []
+    for r in rows:
+        gone = r["left"]
+        left = (
+            "served to the end"
+            if gone is None
+            else f"{gone['by']} at {gone['hour']:.0f} h, {gone['hour'] - shift:.0f} h after the shift"
+        )
+        versus = "" if r["vs_rules"] is None else f"; {r['vs_rules']:.1f}% of the rules' reward until then"
+        parts.append(f"{r['slot']} (promoted {r['serving_since']:.0f} h): {left}{versus}")
+    met = all(r["left"] is not None and r["left"]["hour"] - shift <= AFTERMATH_HOURS for r in worse) if worse else None
+    return met, "; ".join(parts) or "no promoted tier at the shift"
+
+
 def false_promotions(config_path: str, events: int, seed: int) -> dict[str, Any]:
     """The rules-optimal scenario: every challenger that was promoted, with its true lift."""
     from simulator.bench.ladder import run_ladder_experiment
@@ -318,12 +379,17 @@ def checks(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
                 f"share exceeds it in any {CAP.window:,} impressions",
                 share is not None and share <= CAP.max_share + 1e-9,
                 f"largest share in a window {share:.1%}" if share is not None else "no full window")  # fmt: skip
-        ladder = r["arms"].get("ladder", {})
-        if "rollback_after_drift" in ladder:
-            add(f"{r['scenario']} seed {r['seed']}: the ladder rolls back after the drift",
-                ladder["rollback_after_drift"],
-                ", ".join(f"{t['transition']} {t['slot']} at {t['hour']:.0f} h" for t in ladder["transitions"]
-                          if t["transition"] in ("promoted", "rollback", "fallback")) or "no transition")  # fmt: skip
+        shifted = any(d["kind"] == "shift" for d in r.get("drift", ()))
+        for arm in ("tree", "ladder"):
+            if not shifted or "transitions" not in r["arms"].get(arm, {}):
+                continue
+            target = (f"{r['scenario']} seed {r['seed']}: after the drift, {arm}: a tier the shift made worse than the "
+                      f"rules leaves service within {AFTERMATH_HOURS:.0f} h (rolled back, or replaced by a promoted "
+                      "challenger)")  # fmt: skip
+            if "rules" in r["arms"]:
+                add(target, *_aftermath_check(r, arm))
+            else:
+                add(target, None, "not measured: needs the rules arm on the same pages (`--arms … rules`)")
     if promotions:
         false = sum(p["false"] for p in promotions)
         promoted = sum(len(p["promoted"]) for p in promotions)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.bench.quality import QUICK, checks, summarise
+from simulator.bench.quality import QUICK, after_the_shift, checks, summarise
 from simulator.cli import main
 
 QUICK_BUDGET_SECONDS = 180  # the issue's bound for --quick; measured 42 s on this 2-core machine (4× margin)
@@ -85,3 +85,58 @@ def test_bench_learn_and_simulate_print_their_figures(capsys: pytest.CaptureFixt
     assert main(["bench", "simulate", "--events", "2000", "--gradient-events", "2000", "--vw-events", "0"]) == 0
     out = capsys.readouterr().out
     assert "rules tier:" in out and "gradient tier (hero, row-1, row-2" in out
+
+
+def _drift_run(ladder: list[float], transitions: list[tuple[float, str]]) -> dict:
+    """Ten buckets of 10 h, a shift at 40 h; the rules earn 1.0 per bucket on the hero, the ladder ``ladder``."""
+    rules = [[1.0, 1.0] for _ in range(10)]
+    return {"scenario": "drift", "seed": 1, "events": 1000, "slots": ["hero", "row"],
+            "bucket_hours": [10.0 * b for b in range(10)],
+            "drift": [{"hour": 40.0, "kind": "shift", "name": "tastes-turn"},
+                      {"hour": 50.0, "kind": "launch", "name": "a-launch"}],
+            "arms": {"rules": {"buckets": rules},
+                     "ladder": {"buckets": [[x, 1.0] for x in ladder],
+                                "transitions": [{"hour": h, "slot": "hero", "transition": t, "version": None}
+                                                for h, t in transitions]}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ladder", "transitions", "met", "left", "vs_rules"),
+    [
+        # worse than the rules from the shift (buckets 4 and 5), rolled back at 60 h: the guardrail did its job
+        ([1.1] * 4 + [0.8, 0.9] + [1.0] * 4, [(20.0, "promoted"), (60.0, "rollback")], True, "rollback", 85.0),
+        # the same, replaced by a promoted challenger at 60 h
+        ([1.1] * 4 + [0.8, 0.9] + [1.2] * 4, [(20.0, "promoted"), (60.0, "promoted")], True, "promoted", 85.0),
+        # worse, and rolled back only 55 h after the shift: too late
+        ([1.1] * 4 + [0.9] * 6, [(20.0, "promoted"), (95.0, "rollback")], False, "rollback", 90.0),
+        # worse and kept to the end: missed
+        ([1.1] * 4 + [0.9] * 6, [(20.0, "promoted")], False, None, 90.0),
+        # worse for the 48 h after the shift: a later gain (the last bucket) does not hide it
+        ([1.1] * 4 + [0.8] * 5 + [3.0], [(20.0, "promoted")], False, None, 80.0),
+        # not made worse by the shift: nothing had to go, so the check says nothing
+        ([1.1] * 10, [(20.0, "promoted")], None, None, 110.0),
+    ],
+)
+def test_after_the_drift_a_tier_made_worse_than_the_rules_must_leave_service(
+    ladder: list[float], transitions: list[tuple[float, str]], met: bool | None, left: str | None, vs_rules: float
+) -> None:
+    run = _drift_run(ladder, transitions)
+    (hero,) = after_the_shift(run, "ladder")  # the row had no promotion: not followed
+    assert hero["slot"] == "hero" and hero["serving_since"] == 20.0
+    assert (hero["left"] or {}).get("by") == left
+    assert hero["vs_rules"] == pytest.approx(vs_rules)
+    verdict = next(c for c in checks([run], {}, []) if "after the drift, ladder" in c["target"])
+    assert verdict["met"] is met, verdict
+
+
+def test_a_slot_on_its_rules_at_the_shift_or_a_run_without_one_is_not_followed() -> None:
+    rolled_back = _drift_run([1.0] * 10, [(20.0, "promoted"), (30.0, "rollback")])
+    assert after_the_shift(rolled_back, "ladder") == []
+    no_shift = _drift_run([0.5] * 10, [(20.0, "promoted")])
+    no_shift["drift"] = [d for d in no_shift["drift"] if d["kind"] != "shift"]
+    assert after_the_shift(no_shift, "ladder") == []
+    verdicts = [c for c in checks([rolled_back, no_shift], {}, []) if "after the drift" in c["target"]]
+    assert [(c["met"], c["detail"]) for c in verdicts] == [(None, "no promoted tier at the shift")]
+    del rolled_back["arms"]["rules"]  # a ladder-only run cannot say: the check says why
+    (verdict,) = [c for c in checks([rolled_back], {}, []) if "after the drift" in c["target"]]
+    assert verdict["met"] is None and "needs the rules arm" in verdict["detail"]
