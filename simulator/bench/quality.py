@@ -181,7 +181,6 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
                            "drift": [{"hour": round(h, 2), "kind": kind, "name": name}
                                      for h, kind, name in result.drift_hours],
                            "arms": {}}  # fmt: skip
-    shift = min((at for at, kind, _ in result.drift_hours if kind == "shift"), default=None)
     for arm in arms:
         stats = result.stats[arm.name]
         entry: dict[str, Any] = {
@@ -204,10 +203,6 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
                 for h in history()
                 if h["transition"] in ("canary", "promoted", "rollback", "fallback", "trained", "holdout")
             ]  # fmt: skip
-            if shift is not None:
-                entry["rollback_after_drift"] = any(
-                    t["transition"] in ("rollback", "fallback") and t["hour"] >= shift for t in entry["transitions"]
-                )
         if arm.kind == "peer":
             entry["settings"] = arm.learner.describe()
         out["arms"][arm.name] = entry
@@ -227,53 +222,65 @@ def run_one(scenario_name: str, config_path: str, events: int, seed: int, peers:
     return out
 
 
-LEAVES = ("rollback", "fallback", "promoted")  # the transitions that take a serving tier out of service
 AFTERMATH_HOURS = 48.0  # a tier the drift made worse than the rules must be out of service this soon after it
 
 
-def after_the_shift(run: Mapping[str, Any], arm: str, baseline: str = "rules") -> list[dict[str, Any]]:
-    """Per slot of ``arm``: the tier that served when the run's first preference shift came, and what became of it.
+def first_shift(run: Mapping[str, Any]) -> float | None:
+    """The hour of the run's first preference shift (None: the scenario has none)."""
+    return min((d["hour"] for d in run.get("drift", ()) if d["kind"] == "shift"), default=None)
 
-    A slot served by a promoted tier at the shift (its last transition before it a promotion) is followed to the
-    first transition after the shift that takes the tier out of service: a rollback or fallback (the guardrail),
-    or a promotion (a challenger took over). ``vs_rules`` is the arm's expected reward on that slot from the
-    shift to then, or to :data:`AFTERMATH_HOURS` after the shift if sooner, % of ``baseline``'s on the same
-    pages, over the time buckets (1 % of the pages each) that overlap that span; below 100 the shift made that
-    tier worse than the rules. Slots on their rules at the shift are left out: there is nothing to roll back.
-    Empty without a shift, transitions or the two arms' bucket series.
+
+def after_the_shift(run: Mapping[str, Any], arm: str, baseline: str = "rules") -> list[dict[str, Any]] | None:
+    """Per slot of ``arm``: the learned tier that served when the run's first preference shift came, and what became
+    of it; None when the run cannot say (no shift, or ``arm`` or ``baseline`` without transitions or buckets).
+
+    Each transition carries the tier that serves after it. The tier serving at the shift is the one after the last
+    transition before it; a slot then on its rules is left out (nothing to roll back). It is followed to the first
+    transition after the shift that takes it out of service: one after which another tier serves (a rollback or a
+    fallback to the rules) or a promotion (a challenger took over). A rollback that only drops a canary or a
+    challenger leaves it serving and is not an exit. ``vs_baseline`` is what the slot earned from the shift to
+    then, or to :data:`AFTERMATH_HOURS` after the shift if sooner, % of ``baseline``'s expected reward on the same
+    pages, over the time buckets (1 % of the pages each) that overlap that span: below 100, the shift made the slot
+    worse than the rules. It is the slot's reward, as the store earns it: a holdout or a canary beside the tier
+    counts, and a bucket that straddles the exit counts whole.
     """
-    shift = min((d["hour"] for d in run.get("drift", ()) if d["kind"] == "shift"), default=None)
+    shift = first_shift(run)
     mine, base = run["arms"].get(arm, {}), run["arms"].get(baseline, {})
     if shift is None or "transitions" not in mine or "buckets" not in mine or "buckets" not in base:
-        return []
+        return None
     hours = np.array(run["bucket_hours"] + [math.inf])
     got, ref = np.array(mine["buckets"]), np.array(base["buckets"])
     out = []
     for k, slot in enumerate(run["slots"]):
-        moves = [t for t in mine["transitions"] if t["slot"] == slot and t["transition"] in LEAVES]
-        before = [t for t in moves if t["hour"] < shift]
-        if not before or before[-1]["transition"] != "promoted":
+        moves = [t for t in mine["transitions"] if t["slot"] == slot]
+        serving, since = "rules", 0.0
+        for t in (t for t in moves if t["hour"] < shift):
+            if t["transition"] == "promoted" or (t["serving"] or "rules") != serving:
+                serving, since = t["serving"] or "rules", t["hour"]
+        if serving == "rules":
             continue
-        exit_ = next((t for t in moves if t["hour"] >= shift), None)
+        exit_ = next((t for t in moves if t["hour"] >= shift
+                      and (t["transition"] == "promoted" or (t["serving"] or "rules") != serving)), None)  # fmt: skip
         end = min(exit_["hour"] if exit_ is not None else math.inf, shift + AFTERMATH_HOURS)
         span = (hours[:-1] < end) & (hours[1:] > shift)
         ratio = 100.0 * got[span, k].sum() / ref[span, k].sum() if ref[span, k].sum() > 0 else None
         out.append({
             "slot": slot,
-            "serving_since": before[-1]["hour"],
-            "version": before[-1].get("version"),
+            "tier": serving,
+            "serving_since": since,
             "left": None if exit_ is None else {"hour": exit_["hour"], "by": exit_["transition"]},
-            "vs_rules": ratio,
+            "vs_baseline": ratio,
         })  # fmt: skip
     return out
 
 
 def _aftermath_check(run: Mapping[str, Any], arm: str) -> tuple[bool | None, str]:
     """Met when every tier the shift made worse than the rules left service within :data:`AFTERMATH_HOURS`;
-    None when the shift made none worse (nothing had to go)."""
-    rows = after_the_shift(run, arm)
-    shift = min(d["hour"] for d in run["drift"] if d["kind"] == "shift")
-    worse = [r for r in rows if r["vs_rules"] is not None and r["vs_rules"] < 100.0]
+    None when the shift made none worse (nothing had to go) or the run cannot say."""
+    rows, shift = after_the_shift(run, arm), first_shift(run)
+    if rows is None or shift is None:
+        return None, "not measured: needs the rules arm on the same pages (`--arms … rules`) and each arm's buckets"
+    worse = [r for r in rows if r["vs_baseline"] is not None and r["vs_baseline"] < 100.0]
     parts = []
     for r in rows:
         gone = r["left"]
@@ -282,10 +289,10 @@ def _aftermath_check(run: Mapping[str, Any], arm: str) -> tuple[bool | None, str
             if gone is None
             else f"{gone['by']} at {gone['hour']:.0f} h, {gone['hour'] - shift:.0f} h after the shift"
         )
-        versus = "" if r["vs_rules"] is None else f"; {r['vs_rules']:.1f}% of the rules' reward until then"
-        parts.append(f"{r['slot']} (promoted {r['serving_since']:.0f} h): {left}{versus}")
+        versus = "" if r["vs_baseline"] is None else f"; {r['vs_baseline']:.1f}% of the rules' reward until then"
+        parts.append(f"{r['slot']} ({r['tier']} since {r['serving_since']:.0f} h): {left}{versus}")
     met = all(r["left"] is not None and r["left"]["hour"] - shift <= AFTERMATH_HOURS for r in worse) if worse else None
-    return met, "; ".join(parts) or "no promoted tier at the shift"
+    return met, "; ".join(parts) or "no learned tier served at the shift"
 
 
 def false_promotions(config_path: str, events: int, seed: int) -> dict[str, Any]:
@@ -379,17 +386,11 @@ def checks(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
                 f"share exceeds it in any {CAP.window:,} impressions",
                 share is not None and share <= CAP.max_share + 1e-9,
                 f"largest share in a window {share:.1%}" if share is not None else "no full window")  # fmt: skip
-        shifted = any(d["kind"] == "shift" for d in r.get("drift", ()))
         for arm in ("tree", "ladder"):
-            if not shifted or "transitions" not in r["arms"].get(arm, {}):
-                continue
-            target = (f"{r['scenario']} seed {r['seed']}: after the drift, {arm}: a tier the shift made worse than the "
-                      f"rules leaves service within {AFTERMATH_HOURS:.0f} h (rolled back, or replaced by a promoted "
-                      "challenger)")  # fmt: skip
-            if "rules" in r["arms"]:
-                add(target, *_aftermath_check(r, arm))
-            else:
-                add(target, None, "not measured: needs the rules arm on the same pages (`--arms … rules`)")
+            if first_shift(r) is not None and "transitions" in r["arms"].get(arm, {}):
+                add(f"{r['scenario']} seed {r['seed']}: after the drift, {arm}: a tier the shift made worse than the "
+                    f"rules leaves service within {AFTERMATH_HOURS:.0f} h (rolled back, or replaced by a promoted "
+                    "challenger)", *_aftermath_check(r, arm))  # fmt: skip
     if promotions:
         false = sum(p["false"] for p in promotions)
         promoted = sum(len(p["promoted"]) for p in promotions)

@@ -15,6 +15,7 @@ import pytest
 
 from simulator.bench.quality import QUICK, after_the_shift, checks, summarise
 from simulator.cli import main
+from simulator.runner import BUCKETS
 
 QUICK_BUDGET_SECONDS = 180  # the issue's bound for --quick; measured 42 s on this 2-core machine (4× margin)
 
@@ -34,6 +35,11 @@ def test_the_quick_form_runs_every_arm_on_the_same_pages_within_its_budget(quick
     arms = set(run["arms"])
     assert {"oracle", "uniform", "rules", "tree", "ladder", "gradient", "vw-squarecb", "ladder-cap"} <= arms
     assert {a["pages"] for a in run["arms"].values()} == {QUICK["events"]}
+    # the per-bucket series the drift check reads (vr-store has no drift: an empty list, not a missing key)
+    assert len(run["bucket_hours"]) == BUCKETS and run["drift"] == []
+    for arm in run["arms"].values():
+        assert np.array(arm["buckets"]).shape == (BUCKETS, len(run["slots"]))
+        assert np.sum(arm["buckets"], axis=0) == pytest.approx(arm["whole"], rel=1e-6, abs=0.01)
     # The oracle is the best arm on every slot; uniform the worst of the learned ones here.
     oracle = np.array(run["arms"]["oracle"]["whole"])
     for name, arm in run["arms"].items():
@@ -87,17 +93,23 @@ def test_bench_learn_and_simulate_print_their_figures(capsys: pytest.CaptureFixt
     assert "rules tier:" in out and "gradient tier (hero, row-1, row-2" in out
 
 
-def _drift_run(ladder: list[float], transitions: list[tuple[float, str]]) -> dict:
-    """Ten buckets of 10 h, a shift at 40 h; the rules earn 1.0 per bucket on the hero, the ladder ``ladder``."""
+SERVES = {"promoted": "tree", "rollback": "rules", "fallback": "rules"}  # who serves after each, unless given
+
+
+def _drift_run(ladder: list[float], transitions: list[tuple], shift: float = 40.0) -> dict:
+    """Ten buckets of 10 h, a shift at ``shift`` h; the rules earn 1.0 per bucket on the hero, the ladder ``ladder``.
+
+    ``transitions``: (hour, transition) or (hour, transition, the tier that serves after it), for the hero.
+    """
     rules = [[1.0, 1.0] for _ in range(10)]
+    moves = [{"hour": t[0], "slot": "hero", "transition": t[1], "version": None,
+              "serving": t[2] if len(t) > 2 else SERVES[t[1]]} for t in transitions]  # fmt: skip
     return {"scenario": "drift", "seed": 1, "events": 1000, "slots": ["hero", "row"],
             "bucket_hours": [10.0 * b for b in range(10)],
-            "drift": [{"hour": 40.0, "kind": "shift", "name": "tastes-turn"},
+            "drift": [{"hour": shift, "kind": "shift", "name": "tastes-turn"},
                       {"hour": 50.0, "kind": "launch", "name": "a-launch"}],
             "arms": {"rules": {"buckets": rules},
-                     "ladder": {"buckets": [[x, 1.0] for x in ladder],
-                                "transitions": [{"hour": h, "slot": "hero", "transition": t, "version": None}
-                                                for h, t in transitions]}}}  # fmt: skip
+                     "ladder": {"buckets": [[x, 1.0] for x in ladder], "transitions": moves}}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -105,8 +117,18 @@ def _drift_run(ladder: list[float], transitions: list[tuple[float, str]]) -> dic
     [
         # worse than the rules from the shift (buckets 4 and 5), rolled back at 60 h: the guardrail did its job
         ([1.1] * 4 + [0.8, 0.9] + [1.0] * 4, [(20.0, "promoted"), (60.0, "rollback")], True, "rollback", 85.0),
+        # the same, the slot falling back to its rules
+        ([1.1] * 4 + [0.8, 0.9] + [1.0] * 4, [(20.0, "promoted"), (60.0, "fallback")], True, "fallback", 85.0),
         # the same, replaced by a promoted challenger at 60 h
-        ([1.1] * 4 + [0.8, 0.9] + [1.2] * 4, [(20.0, "promoted"), (60.0, "promoted")], True, "promoted", 85.0),
+        (
+            [1.1] * 4 + [0.8, 0.9] + [1.2] * 4,
+            [(20.0, "promoted"), (60.0, "promoted", "gradient")],
+            True,
+            "promoted",
+            85.0,
+        ),
+        # a rollback that drops a canary beside the tree leaves the tree serving: not an exit
+        ([1.1] * 4 + [0.9] * 6, [(20.0, "promoted"), (45.0, "rollback", "tree")], False, None, 90.0),
         # worse, and rolled back only 55 h after the shift: too late
         ([1.1] * 4 + [0.9] * 6, [(20.0, "promoted"), (95.0, "rollback")], False, "rollback", 90.0),
         # worse and kept to the end: missed
@@ -118,25 +140,44 @@ def _drift_run(ladder: list[float], transitions: list[tuple[float, str]]) -> dic
     ],
 )
 def test_after_the_drift_a_tier_made_worse_than_the_rules_must_leave_service(
-    ladder: list[float], transitions: list[tuple[float, str]], met: bool | None, left: str | None, vs_rules: float
+    ladder: list[float], transitions: list[tuple], met: bool | None, left: str | None, vs_rules: float
 ) -> None:
     run = _drift_run(ladder, transitions)
-    (hero,) = after_the_shift(run, "ladder")  # the row had no promotion: not followed
-    assert hero["slot"] == "hero" and hero["serving_since"] == 20.0
+    (hero,) = after_the_shift(run, "ladder") or []  # the row had no promotion: not followed
+    assert (hero["slot"], hero["tier"], hero["serving_since"]) == ("hero", "tree", 20.0)
     assert (hero["left"] or {}).get("by") == left
-    assert hero["vs_rules"] == pytest.approx(vs_rules)
+    assert hero["vs_baseline"] == pytest.approx(vs_rules)
     verdict = next(c for c in checks([run], {}, []) if "after the drift, ladder" in c["target"])
     assert verdict["met"] is met, verdict
 
 
-def test_a_slot_on_its_rules_at_the_shift_or_a_run_without_one_is_not_followed() -> None:
+def test_a_shift_inside_a_bucket_counts_the_buckets_it_overlaps() -> None:
+    # shift at 45 h, rollback at 62 h: buckets 40-50, 50-60 and 60-70 overlap the span
+    run = _drift_run([1.0] * 4 + [0.7, 0.8, 0.9] + [1.0] * 3, [(20.0, "promoted"), (62.0, "rollback")], shift=45.0)
+    (hero,) = after_the_shift(run, "ladder") or []
+    assert hero["vs_baseline"] == pytest.approx(80.0)
+
+
+def test_the_tier_serving_at_the_shift_is_the_one_after_the_last_transition_before_it() -> None:
+    # gradient promoted, then rolled back to the tree before the shift: the tree is followed, from its return
+    back_to_tree = _drift_run([0.9] * 10, [(10.0, "promoted", "tree"), (20.0, "promoted", "gradient"),
+                                           (30.0, "rollback", "tree"), (50.0, "promoted", "gradient")])  # fmt: skip
+    (hero,) = after_the_shift(back_to_tree, "ladder") or []
+    assert (hero["tier"], hero["serving_since"], hero["left"]) == ("tree", 30.0, {"hour": 50.0, "by": "promoted"})
+    # back on the rules before the shift: nothing to follow
     rolled_back = _drift_run([1.0] * 10, [(20.0, "promoted"), (30.0, "rollback")])
     assert after_the_shift(rolled_back, "ladder") == []
+    verdicts = [c for c in checks([rolled_back], {}, []) if "after the drift" in c["target"]]
+    assert [(c["met"], c["detail"]) for c in verdicts] == [(None, "no learned tier served at the shift")]
+
+
+def test_a_run_without_a_shift_or_without_the_rules_arm_cannot_say() -> None:
     no_shift = _drift_run([0.5] * 10, [(20.0, "promoted")])
     no_shift["drift"] = [d for d in no_shift["drift"] if d["kind"] != "shift"]
-    assert after_the_shift(no_shift, "ladder") == []
-    verdicts = [c for c in checks([rolled_back, no_shift], {}, []) if "after the drift" in c["target"]]
-    assert [(c["met"], c["detail"]) for c in verdicts] == [(None, "no promoted tier at the shift")]
-    del rolled_back["arms"]["rules"]  # a ladder-only run cannot say: the check says why
-    (verdict,) = [c for c in checks([rolled_back], {}, []) if "after the drift" in c["target"]]
+    assert after_the_shift(no_shift, "ladder") is None
+    assert not any("after the drift" in c["target"] for c in checks([no_shift], {}, []))
+    ladder_only = _drift_run([0.5] * 10, [(20.0, "promoted")])
+    del ladder_only["arms"]["rules"]
+    assert after_the_shift(ladder_only, "ladder") is None
+    (verdict,) = [c for c in checks([ladder_only], {}, []) if "after the drift" in c["target"]]
     assert verdict["met"] is None and "needs the rules arm" in verdict["detail"]
