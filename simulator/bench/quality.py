@@ -250,17 +250,20 @@ def after_the_shift(run: Mapping[str, Any], arm: str, baseline: str = "rules") -
         return None
     hours = np.array(run["bucket_hours"] + [math.inf])
     got, ref = np.array(mine["buckets"]), np.array(base["buckets"])
+
+    def replaces(t: Mapping[str, Any], serving: str) -> bool:  # does transition t take ``serving`` out of service?
+        return t["transition"] == "promoted" or (t["serving"] or "rules") != serving
+
     out = []
     for k, slot in enumerate(run["slots"]):
         moves = [t for t in mine["transitions"] if t["slot"] == slot]
         serving, since = "rules", 0.0
         for t in (t for t in moves if t["hour"] < shift):
-            if t["transition"] == "promoted" or (t["serving"] or "rules") != serving:
+            if replaces(t, serving):
                 serving, since = t["serving"] or "rules", t["hour"]
         if serving == "rules":
             continue
-        exit_ = next((t for t in moves if t["hour"] >= shift
-                      and (t["transition"] == "promoted" or (t["serving"] or "rules") != serving)), None)  # fmt: skip
+        exit_ = next((t for t in moves if t["hour"] >= shift and replaces(t, serving)), None)
         end = min(exit_["hour"] if exit_ is not None else math.inf, shift + AFTERMATH_HOURS)
         span = (hours[:-1] < end) & (hours[1:] > shift)
         ratio = 100.0 * got[span, k].sum() / ref[span, k].sum() if ref[span, k].sum() > 0 else None
